@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# mpi_enum: one-step setup, quick-start run, and test suite.
+#
+#   ./setup.sh [setup]        install system packages (MPICH, parallel HDF5), create .venv,
+#                             build h5py against parallel HDF5, pip install -e .
+#   ./setup.sh run [NET ARGS] setup, then enumerate the default example on $NP (default 2)
+#                             ranks into results/quickstart.h5 and print its summary
+#   ./setup.sh test [PYTEST]  setup, then the serial pytest suite and the MPI suite
+#                             (tests/mpi) at 1, 2 and 3 ranks; extra arguments go to pytest
+#
+# Idempotent: a second run skips everything already done (apt packages are checked with
+# dpkg, the pip steps are skipped while pyproject.toml and this script are unchanged).
+#
+# Environment overrides: PYTHON (interpreter for the venv, default python3), MPICC,
+# MPIEXEC, HDF5_PKGCONFIG_NAME (default: Debian's MPICH flavour, see below), NP.
+set -euo pipefail
+
+# ---- quick-start example (used by `./setup.sh run`) ---------------------------------------
+DEFAULT_NET="inputs/acasxu_1_1.nnet"
+# Word-split into separate arguments.
+DEFAULT_ARGS="--box 1500,-0.06,3.10,980,960 1800,0.06,3.14,1200,1200"
+DEFAULT_NP=2
+
+# ---- configuration -------------------------------------------------------------------------
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SELF="$ROOT/$(basename "${BASH_SOURCE[0]}")"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+VPY="$VENV/bin/python"
+STAMP="$VENV/.mpi_enum_setup_stamp"
+PYTHON="${PYTHON:-python3}"
+
+APT_PACKAGES=(mpich libmpich-dev libhdf5-mpich-dev pkg-config
+              python3 python3-venv python3-dev build-essential ca-certificates)
+PIP_PACKAGES=("setuptools>=77" wheel Cython pkgconfig numpy scipy highspy
+              pytest pytest-mpi pytest-timeout hypothesis matplotlib psutil)
+
+# Always name the MPICH tools explicitly: plain mpicc/mpiexec may be Open MPI's.
+pick() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 && { command -v "$c"; return; }; done; echo "$1"; }
+
+log()  { printf '\n==> %s\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+die()  { printf 'setup.sh: error: %s\n' "$*" >&2; exit 1; }
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# ---- 1. system packages --------------------------------------------------------------------
+ensure_apt() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        note "not a Debian/Ubuntu system: make sure MPICH, parallel HDF5 (MPICH build),"
+        note "pkg-config, a C compiler and Python 3 with venv and headers are installed."
+        return
+    fi
+    local missing=() p
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        note "system packages present"
+        return
+    fi
+    if ! is_root; then
+        die "missing system packages; run as root: apt-get install -y ${missing[*]}"
+    fi
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# The PyPI mpi4py wheel dlopens libmpi.so.12 (the MPICH ABI name); Debian's MPICH ships only
+# libmpich.so.12. Add the alias when nothing called libmpi.so.12 can be loaded.
+ensure_libmpi_alias() {
+    if "$PYTHON" -c 'import ctypes; ctypes.CDLL("libmpi.so.12")' >/dev/null 2>&1; then
+        return
+    fi
+    local multiarch libdir
+    multiarch="$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch 2>/dev/null || true)"
+    libdir="/usr/lib/${multiarch}"
+    if [ -n "$multiarch" ] && [ -e "$libdir/libmpich.so.12" ]; then
+        if ! is_root; then
+            die "libmpi.so.12 not found; run as root: ln -s libmpich.so.12 $libdir/libmpi.so.12 && ldconfig"
+        fi
+        log "linking $libdir/libmpi.so.12 -> libmpich.so.12"
+        ln -sfn libmpich.so.12 "$libdir/libmpi.so.12"
+        ldconfig
+    else
+        note "warning: no libmpi.so.12 and no libmpich.so.12 found; mpi4py may not find MPI"
+    fi
+}
+
+# ---- 2. virtual environment ----------------------------------------------------------------
+ensure_venv() {
+    if [ -x "$VPY" ] && "$VPY" -c 'import sys' >/dev/null 2>&1; then
+        return
+    fi
+    log "creating virtual environment .venv ($("$PYTHON" --version 2>&1))"
+    "$PYTHON" -m venv --clear "$VENV"
+    rm -f "$STAMP"
+}
+
+pip_() { "$VPY" -m pip "$@"; }
+
+install_mpi4py() {
+    if "$VPY" -c 'import mpi4py' >/dev/null 2>&1; then return; fi
+    log "pip install mpi4py (binary wheel)"
+    if ! pip_ install -q --only-binary=mpi4py mpi4py; then
+        # No wheel for this platform: compile against MPICH, without heavy optimisation
+        # (mpi4py's generated C at -O3 needs ~20 GB of memory).
+        log "no mpi4py wheel; building from source with $MPICC at -O0"
+        MPICC="$MPICC" CC="$MPICC" CFLAGS="-O0" pip_ install -q --no-binary=mpi4py --no-cache-dir mpi4py
+    fi
+}
+
+h5py_has_mpi() {
+    "$VPY" -c 'import sys, h5py; sys.exit(0 if h5py.get_config().mpi else 1)' >/dev/null 2>&1
+}
+
+# h5py from PyPI is serial; build it from source against the MPICH parallel HDF5.
+ensure_h5py_mpi() {
+    if h5py_has_mpi; then return; fi
+    log "building h5py against parallel HDF5 ($HDF5_PKGCONFIG_NAME) - takes a few minutes"
+    pip_ uninstall -y -q h5py >/dev/null 2>&1 || true
+    local t0=$SECONDS
+    CC="$MPICC" HDF5_MPI=ON HDF5_PKGCONFIG_NAME="$HDF5_PKGCONFIG_NAME" \
+        pip_ install -q --no-build-isolation --no-binary=h5py --no-cache-dir --no-deps h5py
+    note "h5py built in $((SECONDS - t0)) s"
+    h5py_has_mpi || die "h5py was built but reports no MPI support (check $HDF5_PKGCONFIG_NAME)"
+}
+
+setup_hash() {
+    { cat pyproject.toml "$SELF"; "$VPY" --version 2>&1; } | sha256sum | cut -d' ' -f1
+}
+
+ensure_python_packages() {
+    local want have=""
+    want="$(setup_hash)"
+    [ -f "$STAMP" ] && have="$(cat "$STAMP")"
+    if [ "$want" = "$have" ] && "$VPY" -c 'import importlib.metadata as m; m.version("mpi_enum")' >/dev/null 2>&1; then
+        note "python packages up to date"
+        ensure_h5py_mpi
+        return
+    fi
+    local t0=$SECONDS
+    log "pip install (into .venv)"
+    pip_ install -q --upgrade pip || note "warning: could not upgrade pip; continuing"
+    pip_ install -q "${PIP_PACKAGES[@]}"
+    install_mpi4py
+    ensure_h5py_mpi
+    log "pip install -e ."
+    pip_ install -q --no-build-isolation -e .
+    ensure_h5py_mpi   # in case a dependency pulled in a serial h5py wheel
+    echo "$want" > "$STAMP"
+    note "python packages installed in $((SECONDS - t0)) s"
+}
+
+write_launcher() {  # NAME TARGET: a tiny exec wrapper (a symlink would not do: Hydra
+    # looks for hydra_pmi_proxy next to the path it was started as)
+    local dst="$VENV/bin/$1"
+    rm -f "$dst"   # never write through an old symlink into /usr/bin
+    printf '#!/bin/sh\n# Written by setup.sh: the MPI launcher matching mpi4py and h5py in this venv.\nexec %s "$@"\n' \
+        "$2" > "$dst"
+    chmod +x "$dst"
+}
+
+ensure_launchers() {
+    # Users of the venv get the launcher that matches the MPI mpi4py and h5py use.
+    write_launcher mpiexec "$MPIEXEC"
+    if command -v mpirun.mpich >/dev/null 2>&1 && [ "$(basename "$MPIEXEC")" = mpiexec.mpich ]; then
+        write_launcher mpirun "$(command -v mpirun.mpich)"
+    fi
+    # With Debian's MPICH, pin mpi4py to the MPICH ABI so that an Open MPI installed alongside
+    # (and owning the libmpi.so alternative) can never be picked up next to h5py's MPICH.
+    local pth
+    pth="$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/mpi_enum_mpiabi.pth"
+    if [ "$HDF5_PKGCONFIG_NAME" = "hdf5-mpich" ]; then
+        echo 'import os; os.environ.setdefault("MPI4PY_MPIABI", "mpich")' > "$pth"
+    else
+        rm -f "$pth"
+    fi
+}
+
+verify() {
+    "$VPY" - <<'EOF' || die "the environment check failed (see above)"
+from mpi4py import MPI
+import h5py
+import mpi_enum
+assert h5py.get_config().mpi, "h5py has no MPI support"
+print("    mpi_enum %s | %s | HDF5 %s (parallel) | h5py %s | mpi4py %s" % (
+    mpi_enum.__version__, MPI.Get_library_version().splitlines()[0].strip(),
+    h5py.version.hdf5_version, h5py.__version__, __import__("mpi4py").__version__))
+EOF
+}
+
+# Compile the C kernel now (mpi_enum.kernel_c: a no-op while the library is up to date), so
+# that the first MPI run does not compile it on every rank at once. Not fatal: without a
+# compiler mpi_enum falls back to its LP kernel.
+ensure_kernel() {
+    [ -f mpi_enum/kernel_c.py ] || return 0
+    "$VPY" -m mpi_enum.kernel_c >/dev/null 2>&1 \
+        || note "warning: could not build the C kernel (python -m mpi_enum.kernel_c); the LP kernel will be used"
+}
+
+do_setup() {
+    local t0=$SECONDS
+    log "setup: system packages"
+    ensure_apt
+    MPICC="${MPICC:-$(pick mpicc.mpich mpicc)}"
+    MPIEXEC="${MPIEXEC:-$(pick mpiexec.mpich mpiexec)}"
+    command -v "$MPICC" >/dev/null 2>&1 || die "no MPI C compiler ($MPICC) found"
+    command -v "$MPIEXEC" >/dev/null 2>&1 || die "no MPI launcher ($MPIEXEC) found"
+    MPIEXEC="$(command -v "$MPIEXEC")"
+    if [ -z "${HDF5_PKGCONFIG_NAME:-}" ]; then
+        if pkg-config --exists hdf5-mpich 2>/dev/null; then HDF5_PKGCONFIG_NAME=hdf5-mpich
+        else HDF5_PKGCONFIG_NAME=hdf5; fi
+    fi
+    ensure_libmpi_alias
+    ensure_venv
+    ensure_python_packages
+    ensure_launchers
+    ensure_kernel
+    log "setup: check"
+    verify
+    note "setup done in $((SECONDS - t0)) s"
+}
+
+# ---- 3. commands ---------------------------------------------------------------------------
+do_run() {
+    local np="${NP:-$DEFAULT_NP}" net args
+    if [ $# -gt 0 ]; then
+        net="$1"; shift; args=("$@")
+    else
+        net="$DEFAULT_NET"
+        read -r -a args <<< "$DEFAULT_ARGS"
+    fi
+    mkdir -p results
+    export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+    log "run: mpiexec -n $np mpi-enum run $net ${args[*]} -o results/quickstart.h5"
+    "$VENV/bin/mpiexec" -n "$np" "$VENV/bin/mpi-enum" run "$net" "${args[@]}" \
+        -o results/quickstart.h5 --force
+    log "info: results/quickstart.h5"
+    "$VENV/bin/mpi-enum" info results/quickstart.h5
+}
+
+do_test() {
+    export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+    export OMPI_MCA_rmaps_base_oversubscribe=1   # harmless for MPICH (which oversubscribes anyway)
+    local failed=() rc p
+
+    log "test: serial suite: python -m pytest -q tests $*"
+    rc=0
+    "$VPY" -m pytest -q tests "$@" || rc=$?
+    [ $rc -eq 0 ] || failed+=("serial(rc=$rc)")
+
+    if [ -d tests/mpi ]; then
+        for p in 1 2 3; do
+            log "test: MPI suite on $p rank(s): mpiexec -n $p python -m mpi4py -m pytest -q --with-mpi tests/mpi $*"
+            rc=0
+            timeout --kill-after=30 900 "$VENV/bin/mpiexec" -n "$p" \
+                "$VPY" -m mpi4py -m pytest -q --with-mpi tests/mpi -p no:cacheprovider "$@" || rc=$?
+            if [ $rc -eq 5 ]; then
+                note "no MPI tests collected (pytest exit 5): counted as success"
+                rc=0
+            fi
+            [ $rc -eq 0 ] || failed+=("mpi-n$p(rc=$rc)")
+        done
+    else
+        log "test: no tests/mpi directory; MPI suite skipped"
+    fi
+
+    log "test summary"
+    if [ ${#failed[@]} -gt 0 ]; then
+        note "FAILED: ${failed[*]}"
+        return 1
+    fi
+    note "all test runs passed"
+}
+
+cmd="${1:-setup}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    setup) do_setup ;;
+    run)   do_setup; do_run "$@" ;;
+    test)  do_setup; do_test "$@" ;;
+    -h|--help|help) sed -n '2,15p' "$SELF" | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$cmd' (usage: ./setup.sh [setup|run|test])" ;;
+esac
