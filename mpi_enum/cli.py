@@ -15,12 +15,29 @@ import sys
 import time
 import traceback
 
-from .errors import EXIT_BAD_INPUT, EXIT_OK, InputError
+from .errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED, InputError
+
+
+def _is_number_list(arg):
+    """'-1,-0.5,2' or '-1e-3': a negative number or comma list (a value such as --box LO, not an option)."""
+    if not arg.startswith("-") or arg.startswith("--"):
+        return False
+    try:
+        [float(t) for t in arg.split(",")]
+    except ValueError:
+        return False
+    return True
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2
         raise InputError(f"usage: {self.prog}: {message}")
+
+    def _parse_optional(self, arg_string):
+        # argparse takes '-1,-1' and '-1e-3' for options; `--box -1,-1 1,1` must work (CONTRACT §2)
+        if _is_number_list(arg_string):
+            return None
+        return super()._parse_optional(arg_string)
 
 
 def build_parser():
@@ -120,6 +137,12 @@ def main(argv=None):
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `mpi-enum info x.h5 | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK
     return EXIT_OK
 
 
@@ -182,7 +205,19 @@ def _validate(args):
         raise InputError(f"{parent}: is not a directory")
     if os.path.isdir(parent) and not os.access(parent, os.W_OK):
         raise InputError(f"{parent}: output directory is not writable")
+    if args.checkpoint_dir is None and (args.time_limit is not None or args.checkpoint_interval is not None):
+        args.checkpoint_dir = out + ".checkpoint"  # a time-limited run must be resumable
+    if args.checkpoint_dir is not None:
+        from .checkpoint import check_checkpoint_dir, meta_for
+
+        check_checkpoint_dir(args.checkpoint_dir, meta_for(net, domain, args.tol), args.resume)
     return net, domain, out
+
+
+def partial_path(out):
+    """Where a stopped run writes its partial result (the real output path is never touched)."""
+    root, ext = os.path.splitext(out)
+    return root + ".partial" + (ext or ".h5")
 
 
 def _run_guarded(args, argv):
@@ -208,7 +243,19 @@ def _run_guarded(args, argv):
 def cmd_run(comm, args, argv):
     from mpi4py import MPI
 
+    from .stopper import Stopper
+
     t0 = time.perf_counter()
+    stopper = Stopper(args.time_limit, args.checkpoint_interval)  # flag-only signal handlers, early
+    try:
+        return _cmd_run(comm, args, argv, t0, stopper)
+    finally:
+        stopper.restore()
+
+
+def _cmd_run(comm, args, argv, t0, stopper):
+    from mpi4py import MPI
+
     verdict = None
     try:
         net, domain, out = _validate(args)
@@ -228,7 +275,14 @@ def cmd_run(comm, args, argv):
     from .results import software_versions, write_result
 
     problem = Problem(net, domain, args.tol)
-    res = run_parallel(comm, problem, args)
+    try:
+        res = run_parallel(comm, problem, args, stopper=stopper)
+    except InputError as exc:  # an unusable checkpoint: raised on every rank together
+        if comm.rank == 0:
+            _err(str(exc))
+        return EXIT_BAD_INPUT
+    if not res["complete"]:
+        out = partial_path(out)
     wall = time.perf_counter() - t0
     meta = {"net": net, "domain": domain, "tol": args.tol, "wall_seconds": wall,
             "complete": res["complete"], "stopped_reason": res.get("stopped_reason", ""),
@@ -248,4 +302,13 @@ def cmd_run(comm, args, argv):
         state = "complete" if res["complete"] else "PARTIAL (" + res.get("stopped_reason", "stopped") + ")"
         print(f"mpi-enum: {total} regions, {state}, {wall:.2f} s wall, {total / max(wall, 1e-9):.1f} regions/s, "
               f"{comm.size} ranks, load balance {lb:.2f}, io {io_mode} -> {out}", flush=True)
-    return EXIT_OK if res["complete"] else 3
+        if res["complete"] and os.path.exists(partial_path(out)):
+            os.unlink(partial_path(out))  # a resumed run is complete: its partial file is stale
+        if not res["complete"]:
+            if res.get("checkpointed"):
+                print(f"mpi-enum: stopped early; checkpoint saved in {args.checkpoint_dir}; continue with the "
+                      f"same command plus --resume --checkpoint-dir {args.checkpoint_dir}", file=sys.stderr, flush=True)
+            else:
+                print("mpi-enum: stopped early without a checkpoint (no --checkpoint-dir): the partial result "
+                      "cannot be resumed", file=sys.stderr, flush=True)
+    return EXIT_OK if res["complete"] else EXIT_STOPPED

@@ -192,12 +192,19 @@ def polytope_domain(A, b, d, path="--polytope"):
         raise InputError(f"{path}: A must have shape (m, {d}) and b shape (m,), got {A.shape} and {b.shape}")
     if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
         raise InputError(f"{path}: A or b contain NaN or Inf")
-    G, h = _normalise_rows(A, b)
+    try:
+        G, h = _normalise_rows(A, b)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
     if len(G) == 0:
         raise InputError(f"{path}: no non-zero constraint rows")
     xc, r = _chebyshev(G, h, cap=1e12)
     if xc is None or not (r > 0):
         raise InputError(f"{path}: the polytope is empty or has no interior")
+    if r >= 1e12:
+        # it holds arbitrarily large balls (unbounded): unit scale as for --unbounded, otherwise the
+        # relative tol would be ~1e12 * tol in input units and drop every ordinary region
+        xc, r = _chebyshev(G, h, cap=1.0)
     s = min(r, 1e12)
     # y = (x - xc) / s
     Gy, hy = _normalise_rows(G * s, h - G @ xc)

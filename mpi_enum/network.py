@@ -164,10 +164,16 @@ def load_nnet(path: str) -> Network:
             raise InputError(f"{path}: malformed .nnet line {i + 1} ({what}): {lines[i][:60]!r}") from None
 
     hdr = row(0, "header")
-    if len(hdr) < 3 or any(v != int(v) or v < 1 for v in hdr[:3]):
+    def counts(vals):  # positive integers only (NaN/Inf/fractions would crash or truncate int())
+        return all(np.isfinite(v) and v == int(v) and v >= 1 for v in vals)
+
+    if len(hdr) < 3 or not counts(hdr[:3]):
         raise InputError(f"{path}: malformed .nnet header {lines[0][:60]!r}")
     n_layers, n_in, n_out = int(hdr[0]), int(hdr[1]), int(hdr[2])
-    sizes = [int(v) for v in row(1, "layer sizes")]
+    sizes = row(1, "layer sizes")
+    if not counts(sizes):
+        raise InputError(f"{path}: malformed .nnet layer sizes {lines[1][:60]!r}")
+    sizes = [int(v) for v in sizes]
     if len(sizes) != n_layers + 1 or sizes[0] != n_in or sizes[-1] != n_out or min(sizes) < 1:
         raise InputError(f"{path}: layer sizes {sizes} do not match the header ({n_layers} layers, {n_in} inputs, {n_out} outputs)")
     mins = np.array(row(3, "input minimums"))

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""2 ranks versus 1 rank on one benchmark network, same invocation (issue #3, item 9).
+
+    .venv/bin/python benchmarks/scaling_2ranks.py [NETWORK.npz] [--repeat R]
+
+Runs ``mpi-enum run`` with 1 rank, 2 ranks (round-robin static partition + stealing) and
+2 ranks with a skewed static partition (every subtree dealt to rank 0, MPI_ENUM_SKEW=1, so all
+balance comes from stealing), alternating, R times.  Prints the throughput ratio (regions/s of
+2 ranks over 1 rank, each run's own ``wall_seconds``) and busy max/mean; writes
+benchmarks/results/scaling_2ranks.json.  The machine is shared: the best of R runs is reported
+next to the medians.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_NET = REPO.parent / "shared" / "bench" / "nets" / "bench_d6_16x2.npz"
+
+
+def run(net, n, env_extra, out):
+    exe = Path(sys.executable).parent / "mpi-enum"
+    mpiexec = shutil.which("mpiexec.mpich") or "mpiexec"
+    cmd = [mpiexec, "-n", str(n), str(exe), "run", str(net), "-o", out, "--force"]
+    env = dict(os.environ, **env_extra)
+    t = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    outer = time.perf_counter() - t
+    info = json.loads(subprocess.run([str(exe), "info", out, "--json"], check=True, capture_output=True,
+                                     text=True).stdout)
+    st = info.get("stats", {})
+    return {"ranks": n, "env": env_extra, "regions": info["n_regions"], "wall_seconds": info["wall_seconds"],
+            "outer_seconds": outer, "regions_per_second": info["n_regions"] / info["wall_seconds"],
+            "busy_max_over_mean": info.get("load_balance_max_over_mean", 1.0),
+            "busy_seconds": st.get("busy_seconds"), "steals_succeeded": st.get("steals_succeeded"),
+            "poll_seconds": st.get("poll_seconds"), "nodes": st.get("nodes")}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("network", nargs="?", default=str(DEFAULT_NET))
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "scaling_2ranks.json"))
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="scaling2_")
+    runs = []
+    for r in range(a.repeat):
+        for n, env, tag in ((1, {}, "p1"), (2, {}, "p2"), (2, {"MPI_ENUM_SKEW": "1"}, "p2skew")):
+            res = run(a.network, n, env, os.path.join(tmp, f"{tag}.h5"))
+            res["tag"] = tag
+            runs.append(res)
+            print(f"[{tag}] {res['regions']} regions, {res['wall_seconds']:.2f} s, "
+                  f"{res['regions_per_second']:.0f} regions/s, busy max/mean {res['busy_max_over_mean']:.3f}, "
+                  f"steals {res['steals_succeeded']}, poll s {res['poll_seconds']}", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    def best(tag):
+        return max(r["regions_per_second"] for r in runs if r["tag"] == tag)
+
+    def med(tag):
+        v = sorted(r["regions_per_second"] for r in runs if r["tag"] == tag)
+        return v[len(v) // 2]
+
+    summary = {"network": os.path.basename(a.network), "repeat": a.repeat, "cpus": os.cpu_count(),
+               "loadavg_end": os.getloadavg(),
+               "speedup_best": best("p2") / best("p1"), "speedup_median": med("p2") / med("p1"),
+               "speedup_skew_best": best("p2skew") / best("p1"),
+               "busy_max_over_mean_p2": max(r["busy_max_over_mean"] for r in runs if r["tag"] == "p2"),
+               "busy_max_over_mean_skew": max(r["busy_max_over_mean"] for r in runs if r["tag"] == "p2skew"),
+               "runs": runs}
+    os.makedirs(os.path.dirname(a.json), exist_ok=True)
+    with open(a.json, "w") as f:
+        json.dump(summary, f, indent=1)
+    print(f"throughput ratio 2 ranks / 1 rank: {summary['speedup_best']:.2f} (best of {a.repeat}), "
+          f"{summary['speedup_median']:.2f} (median); skewed start {summary['speedup_skew_best']:.2f}; "
+          f"busy max/mean {summary['busy_max_over_mean_p2']:.3f} (round-robin), "
+          f"{summary['busy_max_over_mean_skew']:.3f} (skewed)")
+
+
+if __name__ == "__main__":
+    main()

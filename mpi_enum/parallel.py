@@ -1,0 +1,254 @@
+"""The parallel driver: static first-layer partition + depth-first search per rank.
+
+The communicator is always passed in (never ``COMM_WORLD`` at import time).
+
+1. Static partition.  Every rank expands the top of the search tree (the first-layer
+   arrangement, deeper if needed) breadth-first with the same deterministic engine until there
+   are at least ``split_factor * P`` subtrees, then deals them round-robin: item i goes to rank
+   i mod P.  Every rank computes the same partition itself, so no rank waits for another before
+   its first work.  Regions met during this expansion are kept by rank 0 only.
+2. Each rank enumerates its subtrees depth-first with :class:`mpi_enum.engine.Engine`.
+3. Results go to one HDF5 file through :func:`mpi_enum.results.write_result`.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from collections import deque
+
+import numpy as np
+
+from .engine import Engine, WorkItem
+from .results import RegionBuffer
+
+
+def top_partition(engine, n_parts, factor=16, max_steps=100000):
+    """Expand the tree top breadth-first until >= factor * n_parts items (deterministic).
+
+    Returns (items, regions) where regions are those completed during the expansion, as
+    (bits, yc, r, ranks) tuples.
+    """
+    target = max(1, factor * n_parts)
+    regions = []
+    queue = deque([engine.root_item()])
+    steps = 0
+    while queue and len(queue) < target and steps < max_steps:
+        item = queue.popleft()
+        steps += 1
+        queue.extend(engine.explore(item, lambda b, y, r, rk: regions.append((b, y, r, rk)), budget=1))
+    return list(queue), regions
+
+
+class RegionSink:
+    """Converts engine output (domain coordinates) into result rows in a RegionBuffer."""
+
+    def __init__(self, problem, spill_dir=None, spill_bytes=64 << 20):
+        self.dom = problem.domain
+        self.buf = RegionBuffer(problem.pattern_bytes, problem.domain.d, problem.L, spill_dir, spill_bytes)
+
+    def __call__(self, bits, yc, r, ranks):
+        dom = self.dom
+        self.buf.append(np.packbits(np.frombuffer(bits, dtype=np.uint8)), dom.x0 + dom.E @ yc, r * dom.rscale, ranks)
+
+
+def run_static(comm, problem, split_factor=16, progress=None, spill_dir=None, log=None, skew=False):
+    """Enumerate with a static partition only (no stealing).  Returns a result dict."""
+    rank, size = comm.rank, comm.size
+    t0 = time.perf_counter()
+    eng = Engine(problem)
+    sink = RegionSink(problem, spill_dir)
+    items, top_regions = top_partition(eng, size, split_factor)
+    if rank == 0:
+        for reg in top_regions:
+            sink(*reg)
+    else:
+        eng.stats.layer_counts[:] = 0
+        eng.stats.regions = 0
+    mine = (list(items) if rank == 0 else []) if skew else [it for i, it in enumerate(items) if i % size == rank]
+    busy0 = time.perf_counter()
+    stack = list(reversed(mine))
+    while stack:
+        eng.explore(stack.pop(), sink)
+    busy = time.perf_counter() - busy0
+    st = eng.stats.as_dict()
+    stats = {"nodes": st["nodes"], "lps": st["lps"], "regions": sink.buf.count,
+             "busy_seconds": busy, "idle_seconds": 0.0, "steals_attempted": 0, "steals_succeeded": 0,
+             "items_given": 0, "items_static": len(mine), "poll_seconds": 0.0}
+    return {"buffer": sink.buf, "stats": stats, "layer_counts": eng.stats.layer_counts.copy(),
+            "complete": True, "wall_start": t0}
+
+
+def _env_float(name, default):
+    v = os.environ.get(name)
+    return float(v) if v not in (None, "") else default
+
+
+def run_dynamic(comm, problem, split_factor=16, progress=None, spill_dir=None, skew=False, budget=None,
+                budget_max=1 << 16, poll_every=16, low=4, max_steal=8, delay=0.0, fail=None, seed=0, log=None,
+                stop=None, on_done=None, checkpoint_dir=None, resume=False, stopper=None):
+    """Static partition + budgeted depth-first search + RMA work stealing.  Returns a result dict.
+
+    ``budget``: initial node budget per explore call (adaptive: doubled while nobody takes the
+    published items, halved when the published queue was found drained), ``None`` for the default
+    (64; unlimited with one rank).  ``skew``: deal every static item to rank 0 (tests,
+    benchmarks).  ``delay``: random sleep up to that many seconds after every item (tests).
+    ``fail``: ``(rank, nodes)``: that rank raises RuntimeError after that many nodes (tests).
+
+    Hooks for checkpoint/resume (an item is the unit of commit): ``on_done(item, frontier)`` is
+    called after every explored item, *before* its frontier is counted or published;
+    ``stop()`` is asked after every item; when it returns true every rank stops after its
+    current item (``complete`` is then False and the open items are the frontier).
+    """
+    from .checkpoint import Checkpoint, expand
+    from .rma import RmaWork, SerialWork
+
+    rank, size = comm.rank, comm.size
+    t0 = time.perf_counter()
+    eng = Engine(problem)
+    sink = RegionSink(problem, spill_dir)
+    # collective; raises InputError on every rank together when the checkpoint is unusable
+    ck = Checkpoint.setup(comm, problem, checkpoint_dir, resume=resume, engine=eng)
+    ck.feed_old_regions(sink.buf)
+    emit = ck.recorder(sink.buf)
+    if stopper is not None and stop is None:
+        stop = stopper.should_stop
+    lc0 = eng.stats.layer_counts.copy()
+    items, top_regions = expand(eng, ck.roots, size, split_factor)
+    if rank == 0:
+        for reg in top_regions:
+            emit(*reg)
+        if ck.roots:
+            ck.done(ck.roots, items, emit, eng.stats.layer_counts - lc0)
+    else:
+        eng.stats.layer_counts[:] = 0
+        eng.stats.regions = 0
+    top_nodes, top_lps = eng.stats.nodes, eng.stats.lps
+    if skew:
+        mine = list(items) if rank == 0 else []
+    else:
+        mine = [it for i, it in enumerate(items) if i % size == rank]
+    rec_words = WorkItem.record_size(problem.k, problem.N)
+    if size == 1:
+        work = SerialWork(reversed(mine), low=low)
+        local = []
+    else:
+        work = RmaWork(comm, rec_words, problem.k, list(reversed(mine)), len(items), regions0=len(top_regions),
+                       low=low, max_steal=max_steal, progress=progress, seed=seed, log=log)
+        local = list(work.leftover)
+    if budget is None:
+        # a checkpoint commits finished items, so a lone rank needs a (large) budget too
+        budget = 64 if size > 1 else (4096 if ck.enabled else None)
+    b_min = 1 if budget is None else max(1, min(budget, 64))
+    B = budget
+    rng = random.Random(seed * 7919 + rank)
+    poll = work.poll if size > 1 else None
+    t_start = time.perf_counter()
+    try:
+        stopped, busy, n_items = _owner_loop(
+            eng, work, local, emit, ck, sink, B=budget, b_min=b_min, budget_max=budget_max, poll=poll,
+            poll_every=poll_every, low=low, delay=delay, rng=rng, fail=fail, top_nodes=top_nodes,
+            on_done=on_done, stop=stop, stopper=stopper)
+    finally:
+        ck.close()  # fsync the journal on every exit path
+    work.close()
+    my_reason = (stopper.reason if stopper is not None else "") if stopped else ""
+    if size > 1:
+        reasons = comm.allgather(my_reason)
+        stopped = any(reasons) or bool(comm.allreduce(int(stopped)))
+        my_reason = next((r for r in reasons if r), my_reason)
+    wall = time.perf_counter() - t_start
+    st = eng.stats.as_dict()
+    ws = work.stats
+    stats = {"nodes": st["nodes"], "lps": st["lps"], "regions": sink.buf.count,
+             "busy_seconds": busy, "idle_seconds": ws["idle_seconds"],
+             "steals_attempted": ws["steals_attempted"], "steals_succeeded": ws["steals_succeeded"],
+             "items_given": ws["items_given"], "items_stolen": ws.get("items_stolen", 0),
+             "items_explored": n_items, "items_static": len(mine), "poll_seconds": ws["poll_seconds"],
+             "polls": ws["polls"] if "polls" in ws else 0, "run_seconds": wall,
+             "top_nodes": top_nodes, "top_lps": top_lps}
+    reason = (my_reason or "stopped") if stopped else ""
+    return {"buffer": sink.buf, "stats": stats, "layer_counts": eng.stats.layer_counts + ck.base_layer_counts(),
+            "complete": not stopped, "stopped_reason": reason, "wall_start": t0,
+            "open_items_local": local, "checkpointed": ck.enabled}
+
+
+def _owner_loop(eng, work, local, emit, ck, sink, *, B, b_min, budget_max, poll, poll_every, low, delay, rng,
+                fail, top_nodes, on_done, stop, stopper):
+    """The owner loop of :func:`run_dynamic`.  Returns (stopped, busy seconds, items explored)."""
+    rank, size = work.rank, work.size
+    n_items = 0
+    busy = 0.0
+    while True:
+        if not local:
+            got = work.get()
+            if got is None:
+                break
+            local.extend(got)
+        item = local.pop()
+        tb = time.perf_counter()
+        reg0 = sink.buf.count
+        lc0 = eng.stats.layer_counts.copy()
+        frontier = eng.explore(item, emit, budget=B, poll=poll, poll_every=poll_every)
+        n_items += 1
+        if delay:
+            time.sleep(rng.random() * delay)
+        if fail is not None and rank == fail[0] and eng.stats.nodes - top_nodes >= fail[1]:
+            raise RuntimeError(f"rank {rank}: injected failure after {eng.stats.nodes - top_nodes} nodes")
+        ck.done(item, frontier, emit, eng.stats.layer_counts - lc0)  # commit before publishing
+        if stopper is not None and stopper.due_checkpoint():
+            ck.flush()
+        if on_done is not None:
+            on_done(item, frontier)
+        work.done(finished=1, created=len(frontier), regions=sink.buf.count - reg0)
+        if stop is not None and not work.stopped and stop():
+            work.request_stop()
+        if work.stopped:
+            local.extend(frontier)
+            busy += time.perf_counter() - tb
+            break
+        if frontier:
+            local.extend(frontier)
+            # frontier is shallowest first; offer the shallowest of everything held
+            # (the front of `local`) to idle ranks
+            work.put(local)
+            if B is not None and size > 1:
+                q = work.last_q
+                if q >= low:
+                    B = min(B * 2, budget_max)  # nobody is hungry: fewer, longer items
+                elif q == 0:
+                    B = max(B // 2, b_min)  # the published items were all taken
+        busy += time.perf_counter() - tb
+    return work.stopped, busy, n_items
+
+
+def _fail_spec():
+    v = os.environ.get("MPI_ENUM_TEST_FAIL")
+    if not v:
+        return None
+    r, n = v.split(":")
+    return int(r), int(n)
+
+
+def run_parallel(comm, problem, args, stopper=None):
+    """Entry point used by the CLI: the dynamic (work-stealing) driver unless told otherwise.
+
+    Options read from ``args`` when present (with environment fallbacks, so that tests and
+    benchmarks need no CLI change): ``static`` / ``MPI_ENUM_STATIC=1`` (static partition only),
+    ``skew`` / ``MPI_ENUM_SKEW=1``, ``budget`` / ``MPI_ENUM_BUDGET``; test hooks
+    ``MPI_ENUM_TEST_FAIL=rank:nodes`` and ``MPI_ENUM_TEST_DELAY=seconds``.
+    """
+    split = getattr(args, "split_factor", 16)
+    progress = getattr(args, "progress", None)
+    spill = getattr(args, "spill_dir", None)
+    skew = bool(getattr(args, "skew", False)) or os.environ.get("MPI_ENUM_SKEW", "") == "1"
+    if getattr(args, "static", False) or os.environ.get("MPI_ENUM_STATIC", "") == "1":
+        return run_static(comm, problem, split_factor=split, progress=progress, spill_dir=spill, skew=skew)
+    budget = getattr(args, "budget", None)
+    if budget is None and os.environ.get("MPI_ENUM_BUDGET"):
+        budget = int(os.environ["MPI_ENUM_BUDGET"])
+    return run_dynamic(comm, problem, split_factor=split, progress=progress, spill_dir=spill, skew=skew,
+                       budget=budget, delay=_env_float("MPI_ENUM_TEST_DELAY", 0.0), fail=_fail_spec(),
+                       checkpoint_dir=getattr(args, "checkpoint_dir", None),
+                       resume=bool(getattr(args, "resume", False)), stopper=stopper)

@@ -1,0 +1,135 @@
+"""mpi-enum verify: passes on correct results, fails on corrupted copies."""
+import argparse
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _postproc_util import corrupt_copy, random_net, save_points, write_serial_result  # noqa: E402
+
+from mpi_enum import verify  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def d2(tmp_path_factory):
+    t = tmp_path_factory.mktemp("verify2")
+    net = random_net(t / "net2.npz", [2, 8, 8, 3], seed=1)
+    out = write_serial_result(net, t / "res2.h5")
+    return t, net, out
+
+
+def _run(out, net, samples=5000, capsys=None):
+    rc = verify.main(argparse.Namespace(out_h5=str(out), network=str(net), samples=samples, seed=0))
+    return rc
+
+
+def _status(checks):
+    return {c.name: c.status for c in checks}
+
+
+def test_passes_on_correct_result(d2, capsys):
+    t, net, out = d2
+    assert _run(out, net) == 0
+    txt = capsys.readouterr().out
+    assert "verify: PASSED" in txt
+    st = _status(verify.verify_result(out, net, samples=5000))
+    assert set(st.values()) <= {"PASS"}, st
+    assert st["volumes sum to domain"] == "PASS"
+    assert st["sampled coverage"] == "PASS"
+
+
+def test_fails_when_a_region_is_removed(d2, capsys):
+    t, net, out = d2
+    import h5py
+
+    with h5py.File(out, "r") as f:
+        big = int(np.argmax(f["regions/radius"][()]))  # a region with a sizeable area
+    bad = corrupt_copy(out, t / "removed.h5", drop=big)
+    assert _run(bad, net, samples=20000) == 1
+    assert "verify: FAILED" in capsys.readouterr().out
+    st = _status(verify.verify_result(bad, net, samples=20000))
+    assert st["volumes sum to domain"] == "FAIL"
+    assert st["sampled coverage"] == "FAIL"
+    assert st["patterns unique"] == "PASS"
+
+
+def test_fails_when_a_region_is_duplicated(d2, capsys):
+    t, net, out = d2
+    bad = corrupt_copy(out, t / "dup.h5", duplicate=3)
+    assert _run(bad, net) == 1
+    st = _status(verify.verify_result(bad, net, samples=2000))
+    assert st["patterns unique"] == "FAIL"
+    assert st["volumes sum to domain"] == "FAIL"
+    assert st["patterns reproduced"] == "PASS"
+
+
+def test_fails_when_a_point_moves_out_of_its_region(d2):
+    t, net, out = d2
+    bad = corrupt_copy(out, t / "moved.h5", point_shift=(0, np.array([0.7, -0.4])))
+    st = _status(verify.verify_result(bad, net, samples=1000))
+    assert "FAIL" in (st["patterns reproduced"], st["radius margins"], st["points in domain"])
+
+
+def test_fails_against_another_network(d2):
+    t, net, out = d2
+    other = random_net(t / "other.npz", [2, 8, 8, 3], seed=99)
+    st = _status(verify.verify_result(out, other, samples=1000))
+    assert st["network matches"] == "FAIL"
+    assert st["patterns reproduced"] == "FAIL"
+
+
+def test_plane_line_and_3d(tmp_path):
+    net5 = random_net(tmp_path / "net5.npz", [5, 8, 8, 2], seed=3)
+    rng = np.random.default_rng(0)
+    plane = save_points(tmp_path / "plane.npy", rng.normal(size=(3, 5)))
+    line = save_points(tmp_path / "line.npy", rng.normal(size=(2, 5)))
+    for name, kw in (("plane", {"plane": plane}), ("line", {"line": line}),
+                     ("degbox", {"box": ("-1,-1,0.2,-1,0.5", "1,1,0.2,-1,0.5")})):
+        out = write_serial_result(net5, tmp_path / f"{name}.h5", **kw)
+        st = _status(verify.verify_result(out, net5, samples=3000))
+        assert set(st.values()) <= {"PASS"}, (name, st)
+        assert st["volumes sum to domain"] == "PASS"
+        assert st["points on domain hull"] == "PASS"
+    net3 = random_net(tmp_path / "net3.npz", [3, 8, 6, 2], seed=2)
+    out = write_serial_result(net3, tmp_path / "r3.h5")
+    st = _status(verify.verify_result(out, net3, samples=3000))
+    assert set(st.values()) <= {"PASS"}, st
+    import h5py
+
+    with h5py.File(out, "r") as f:
+        big = int(np.argmax(f["regions/radius"][()]))
+    bad = corrupt_copy(out, tmp_path / "r3bad.h5", drop=big)
+    st = _status(verify.verify_result(bad, net3, samples=3000))
+    assert st["volumes sum to domain"] == "FAIL"
+
+
+def test_unbounded_skips_volume(tmp_path):
+    net = random_net(tmp_path / "n.npz", [2, 6, 6, 2], seed=4)
+    out = write_serial_result(net, tmp_path / "u.h5", unbounded=True)
+    st = _status(verify.verify_result(out, net, samples=3000))
+    assert st["volumes sum to domain"] == "SKIP"
+    assert "FAIL" not in st.values(), st
+
+
+def test_cli_exit_codes(d2, tmp_path):
+    t, net, out = d2
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    r = subprocess.run([sys.executable, "-m", "mpi_enum", "verify", str(out), str(net), "--samples", "2000"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PASSED" in r.stdout
+    bad = corrupt_copy(out, tmp_path / "dup.h5", duplicate=0)
+    r = subprocess.run([sys.executable, "-m", "mpi_enum", "verify", bad, str(net), "--samples", "500"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1
+    r = subprocess.run([sys.executable, "-m", "mpi_enum", "verify", str(tmp_path / "missing.h5"), str(net)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2
+    assert "missing.h5" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    r = subprocess.run([sys.executable, "-m", "mpi_enum", "verify", str(tmp_path / "junk.h5"), str(net)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
