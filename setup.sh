@@ -33,7 +33,7 @@ PYTHON="${PYTHON:-python3}"
 APT_PACKAGES=(mpich libmpich-dev libhdf5-mpich-dev pkg-config
               python3 python3-venv python3-dev build-essential ca-certificates)
 PIP_PACKAGES=("setuptools>=77" wheel Cython pkgconfig numpy scipy highspy
-              pytest pytest-mpi pytest-timeout hypothesis matplotlib psutil)
+              pytest pytest-mpi pytest-timeout hypothesis matplotlib psutil onnx)
 
 # Always name the MPICH tools explicitly: plain mpicc/mpiexec may be Open MPI's.
 pick() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 && { command -v "$c"; return; }; done; echo "$1"; }

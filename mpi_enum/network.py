@@ -97,6 +97,8 @@ def validate(net: Network, path: str) -> Network:
             raise InputError(f"{path}: mismatched layer shapes: W{i} takes {W.shape[1]} inputs but layer {i - 1} has {n_in} outputs")
         if not (np.issubdtype(W.dtype, np.number) and np.issubdtype(b.dtype, np.number)):
             raise InputError(f"{path}: W{i}/b{i} are not numeric arrays")
+        if np.iscomplexobj(W) or np.iscomplexobj(b):  # astype(float64) would drop the imaginary part
+            raise InputError(f"{path}: W{i}/b{i} are complex arrays; real weights are needed")
         W = W.astype(np.float64)
         b = b.astype(np.float64)
         if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
@@ -130,6 +132,9 @@ def load_npz(path: str) -> Network:
                 n_layers += 1
             if n_layers == 0:
                 raise InputError(f"{path}: no arrays W0, b0, ... found (keys: {sorted(files)[:8]})")
+            stray = sorted(k for k in files if k[:1] in "Wb" and k[1:].isdigit() and int(k[1:]) >= n_layers)
+            if stray:  # e.g. W0, W1, W3: silently dropping W3 would enumerate a different network
+                raise InputError(f"{path}: {stray[0]} is given but W{n_layers} is missing (layers must be W0, b0, W1, b1, ...)")
             Ws, bs = [], []
             for i in range(n_layers):
                 if f"b{i}" not in files:
