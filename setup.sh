@@ -247,17 +247,37 @@ do_test() {
     export OMPI_MCA_rmaps_base_oversubscribe=1   # harmless for MPICH (which oversubscribes anyway)
     local failed=() rc p
 
-    log "test: serial suite: python -m pytest -q tests $*"
+    local logdir tot_pass=0 tot_fail=0 tot_skip=0
+    logdir="$(mktemp -d)"
+    # add the counts of a pytest run's last summary line ("3 failed, 10 passed, 1 skipped in 2s")
+    count() {
+        local line n
+        line="$(grep -E '[0-9]+ (passed|failed|error|errors|skipped)' "$1" | tail -n 1 || true)"
+        n="$(sed -nE 's/.*[^0-9]([0-9]+) passed.*/\1/p; s/^([0-9]+) passed.*/\1/p' <<<"$line" | head -n 1)"
+        tot_pass=$((tot_pass + ${n:-0}))
+        n="$(sed -nE 's/(^|.*[^0-9])([0-9]+) failed.*/\2/p' <<<"$line" | head -n 1)"
+        tot_fail=$((tot_fail + ${n:-0}))
+        n="$(sed -nE 's/(^|.*[^0-9])([0-9]+) errors?.*/\2/p' <<<"$line" | head -n 1)"
+        tot_fail=$((tot_fail + ${n:-0}))
+        n="$(sed -nE 's/(^|.*[^0-9])([0-9]+) skipped.*/\2/p' <<<"$line" | head -n 1)"
+        tot_skip=$((tot_skip + ${n:-0}))
+    }
+
+    log "test: serial suite: python -m pytest -q tests --ignore=tests/mpi $*"
     rc=0
-    "$VPY" -m pytest -q tests "$@" || rc=$?
+    "$VPY" -m pytest -q tests --ignore=tests/mpi "$@" 2>&1 | tee "$logdir/serial.log" || rc=$?
+    count "$logdir/serial.log"
     [ $rc -eq 0 ] || failed+=("serial(rc=$rc)")
 
     if [ -d tests/mpi ]; then
         for p in 1 2 3; do
             log "test: MPI suite on $p rank(s): mpiexec -n $p python -m mpi4py -m pytest -q --with-mpi tests/mpi $*"
             rc=0
-            timeout --kill-after=30 900 "$VENV/bin/mpiexec" -n "$p" \
+            # only rank 0 reports to the terminal; every rank's output is kept in $logdir
+            timeout --kill-after=30 900 "$VENV/bin/mpiexec" -n "$p" -outfile-pattern "$logdir/mpi$p.rank%r.log" \
                 "$VPY" -m mpi4py -m pytest -q --with-mpi tests/mpi -p no:cacheprovider "$@" || rc=$?
+            sed "/= MPI Information =/,/^mpi4py config:/d" "$logdir/mpi$p.rank0.log"  # pytest-mpi banner
+            count "$logdir/mpi$p.rank0.log"
             if [ $rc -eq 5 ]; then
                 note "no MPI tests collected (pytest exit 5): counted as success"
                 rc=0
@@ -270,10 +290,13 @@ do_test() {
 
     log "test summary"
     if [ ${#failed[@]} -gt 0 ]; then
-        note "FAILED: ${failed[*]}"
+        note "FAILED: ${failed[*]} (logs of every rank in $logdir)"
+        [ $tot_fail -gt 0 ] || tot_fail=${#failed[@]}
+        echo "tests: $tot_pass passed, $tot_fail failed, $tot_skip skipped"
         return 1
     fi
     note "all test runs passed"
+    echo "tests: $tot_pass passed, $tot_fail failed, $tot_skip skipped"
 }
 
 cmd="${1:-setup}"

@@ -27,7 +27,7 @@ Layout of ``--checkpoint-dir``::
 
 Integration (the driver loop; ``ck`` is a no-op shell without ``--checkpoint-dir``)::
 
-    from .checkpoint import Checkpoint, expand
+    from .checkpoint import Checkpoint
     from .stopper import Stopper
 
     stopper = Stopper(args.time_limit, args.checkpoint_interval)   # as early as possible
@@ -40,7 +40,7 @@ Integration (the driver loop; ``ck`` is a no-op shell without ``--checkpoint-dir
     emit = ck.recorder(sink.buf)         # emit callback: appends to the buffer, keeps the item's rows
 
     lc0 = eng.stats.layer_counts.copy()
-    items, top = expand(eng, ck.roots, comm.size, args.split_factor)   # [] if already complete
+    items, top = top_partition(eng, comm.size, args.split_factor, roots=ck.roots)   # [] if already complete
     if comm.rank == 0:
         for reg in top:
             emit(*reg)
@@ -85,6 +85,7 @@ import numpy as np
 
 from .engine import Engine, WorkItem
 from .errors import InputError
+from .parallel import region_row
 
 FORMAT = "mpi_enum.checkpoint"
 FORMAT_VERSION = 1
@@ -776,14 +777,11 @@ class Recorder:
         self._rows = []
 
     def __call__(self, bits, yc, r, ranks):
-        dom = self.dom
-        pat = np.packbits(np.frombuffer(bits, dtype=np.uint8))
-        x = dom.x0 + dom.E @ yc
-        rad = r * dom.rscale
+        row = region_row(self.dom, bits, yc, r, ranks)
         if self.buf is not None:
-            self.buf.append(pat, x, rad, ranks)
+            self.buf.append(*row)
         if self.keep:
-            self._rows.append((pat, x, rad, ranks))
+            self._rows.append(row)
 
     def take(self) -> np.ndarray:
         """The rows emitted since the last call, as a structured array; clears them."""
@@ -792,23 +790,6 @@ class Recorder:
             rows[i] = (p, x, r, rk)
         self._rows = []
         return rows
-
-
-def expand(engine, roots, n_parts, factor=16, max_steps=100000):
-    """Breadth-first expansion of ``roots`` until >= factor * n_parts items (deterministic).
-
-    Like :func:`mpi_enum.parallel.top_partition` but from any list of roots (a resumed run starts
-    from the open items).  Returns (items, regions as (bits, yc, r, ranks) tuples).
-    """
-    target = max(1, factor * n_parts)
-    regions = []
-    queue = deque(roots)
-    steps = 0
-    while queue and len(queue) < target and steps < max_steps:
-        item = queue.popleft()
-        steps += 1
-        queue.extend(engine.explore(item, lambda b, y, r, rk: regions.append((b, y, r, rk)), budget=1))
-    return list(queue), regions
 
 
 class Checkpoint:

@@ -24,15 +24,16 @@ from .engine import Engine, WorkItem
 from .results import RegionBuffer
 
 
-def top_partition(engine, n_parts, factor=16, max_steps=100000):
+def top_partition(engine, n_parts, factor=16, roots=None, max_steps=100000):
     """Expand the tree top breadth-first until >= factor * n_parts items (deterministic).
 
+    Starts from ``roots`` (default: the root item; a resumed run starts from its open items).
     Returns (items, regions) where regions are those completed during the expansion, as
     (bits, yc, r, ranks) tuples.
     """
     target = max(1, factor * n_parts)
     regions = []
-    queue = deque([engine.root_item()])
+    queue = deque([engine.root_item()] if roots is None else roots)
     steps = 0
     while queue and len(queue) < target and steps < max_steps:
         item = queue.popleft()
@@ -41,16 +42,20 @@ def top_partition(engine, n_parts, factor=16, max_steps=100000):
     return list(queue), regions
 
 
+def region_row(domain, bits, yc, r, ranks):
+    """Engine output (domain coordinates) -> a result row (packed pattern, x, radius in x, ranks)."""
+    return np.packbits(np.frombuffer(bits, dtype=np.uint8)), domain.x0 + domain.E @ yc, r * domain.rscale, ranks
+
+
 class RegionSink:
-    """Converts engine output (domain coordinates) into result rows in a RegionBuffer."""
+    """The engine's emit callback: converts each region into a row of a RegionBuffer."""
 
     def __init__(self, problem, spill_dir=None, spill_bytes=64 << 20):
         self.dom = problem.domain
         self.buf = RegionBuffer(problem.pattern_bytes, problem.domain.d, problem.L, spill_dir, spill_bytes)
 
     def __call__(self, bits, yc, r, ranks):
-        dom = self.dom
-        self.buf.append(np.packbits(np.frombuffer(bits, dtype=np.uint8)), dom.x0 + dom.E @ yc, r * dom.rscale, ranks)
+        self.buf.append(*region_row(self.dom, bits, yc, r, ranks))
 
 
 def run_static(comm, problem, split_factor=16, progress=None, spill_dir=None, log=None, skew=False):
@@ -101,7 +106,7 @@ def run_dynamic(comm, problem, split_factor=16, progress=None, spill_dir=None, s
     ``stop()`` is asked after every item; when it returns true every rank stops after its
     current item (``complete`` is then False and the open items are the frontier).
     """
-    from .checkpoint import Checkpoint, expand
+    from .checkpoint import Checkpoint
     from .rma import RmaWork, SerialWork
 
     rank, size = comm.rank, comm.size
@@ -115,7 +120,7 @@ def run_dynamic(comm, problem, split_factor=16, progress=None, spill_dir=None, s
     if stopper is not None and stop is None:
         stop = stopper.should_stop
     lc0 = eng.stats.layer_counts.copy()
-    items, top_regions = expand(eng, ck.roots, size, split_factor)
+    items, top_regions = top_partition(eng, size, split_factor, roots=ck.roots)
     if rank == 0:
         for reg in top_regions:
             emit(*reg)

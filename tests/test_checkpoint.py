@@ -21,7 +21,7 @@ from mpi_enum.domain import box_domain
 from mpi_enum.engine import Engine, Problem, WorkItem, enumerate_serial
 from mpi_enum.errors import InputError
 from mpi_enum.network import Network
-from mpi_enum.parallel import RegionSink
+from mpi_enum.parallel import RegionSink, top_partition
 from mpi_enum.results import RegionBuffer
 from mpi_enum.stopper import Stopper, time_limit_margin
 
@@ -84,7 +84,7 @@ class Sim:
         # static expansion on every rank; rank 0 records it
         e0 = engines[0]
         lc0 = e0.stats.layer_counts.copy()
-        items, top = C.expand(e0, roots, n_ranks, factor=int(rng.choice([1, 2, 4])))
+        items, top = top_partition(e0, n_ranks, int(rng.choice([1, 2, 4])), roots=roots)
         for reg in top:
             self.recs[0](*reg)
         self.journals[0].item_done(roots, items, self.recs[0].take(), e0.stats.layer_counts - lc0)
@@ -382,7 +382,7 @@ def _driver(problem, ckdir, resume, stop_after=None, budget=5, size_hint=1):
     base_lc = ck.base_layer_counts()
     emit = ck.recorder(sink.buf)
     lc0 = eng.stats.layer_counts.copy()
-    items, top = C.expand(eng, ck.roots, size_hint, 4)
+    items, top = top_partition(eng, size_hint, 4, roots=ck.roots)
     for reg in top:
         emit(*reg)
     ck.done(ck.roots, items, emit, eng.stats.layer_counts - lc0)
