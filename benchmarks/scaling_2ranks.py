@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """2 ranks versus 1 rank on one benchmark network, same invocation (issue #3, item 9).
 
-    .venv/bin/python benchmarks/scaling_2ranks.py [NETWORK.npz] [--repeat R]
+    .venv/bin/python benchmarks/scaling_2ranks.py [NETWORK.npz] [--repeat R] [--run-args "..."]
 
 Runs ``mpi-enum run`` with 1 rank, 2 ranks (round-robin static partition + stealing) and
 2 ranks with a skewed static partition (every subtree dealt to rank 0, MPI_ENUM_SKEW=1, so all
@@ -24,10 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_NET = REPO.parent / "shared" / "bench" / "nets" / "bench_d6_16x2.npz"
 
 
-def run(net, n, env_extra, out):
+def run(net, n, env_extra, out, extra=()):
     exe = Path(sys.executable).parent / "mpi-enum"
     mpiexec = shutil.which("mpiexec.mpich") or "mpiexec"
-    cmd = [mpiexec, "-n", str(n), str(exe), "run", str(net), "-o", out, "--force"]
+    cmd = [mpiexec, "-n", str(n), str(exe), "run", str(net), "-o", out, "--force"] + list(extra)
     env = dict(os.environ, **env_extra)
     t = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -46,13 +46,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("network", nargs="?", default=str(DEFAULT_NET))
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--run-args", default="--box -3 3",
+                    help="extra `mpi-enum run` arguments (default: a larger box than the net's own, so "
+                         "that the 1-rank run lasts >= 20 s with the C kernel)")
     ap.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "scaling_2ranks.json"))
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="scaling2_")
     runs = []
     for r in range(a.repeat):
         for n, env, tag in ((1, {}, "p1"), (2, {}, "p2"), (2, {"MPI_ENUM_SKEW": "1"}, "p2skew")):
-            res = run(a.network, n, env, os.path.join(tmp, f"{tag}.h5"))
+            res = run(a.network, n, env, os.path.join(tmp, f"{tag}.h5"), a.run_args.split())
             res["tag"] = tag
             runs.append(res)
             print(f"[{tag}] {res['regions']} regions, {res['wall_seconds']:.2f} s, "
@@ -67,7 +70,7 @@ def main():
         v = sorted(r["regions_per_second"] for r in runs if r["tag"] == tag)
         return v[len(v) // 2]
 
-    summary = {"network": os.path.basename(a.network), "repeat": a.repeat, "cpus": os.cpu_count(),
+    summary = {"network": os.path.basename(a.network), "run_args": a.run_args, "repeat": a.repeat, "cpus": os.cpu_count(),
                "loadavg_end": os.getloadavg(),
                "speedup_best": best("p2") / best("p1"), "speedup_median": med("p2") / med("p1"),
                "speedup_skew_best": best("p2skew") / best("p1"),

@@ -85,7 +85,7 @@ import numpy as np
 
 from .engine import Engine, WorkItem
 from .errors import InputError
-from .parallel import region_row
+from .parallel import region_row, region_rows
 
 FORMAT = "mpi_enum.checkpoint"
 FORMAT_VERSION = 1
@@ -781,13 +781,23 @@ class Recorder:
         if self.buf is not None:
             self.buf.append(*row)
         if self.keep:
-            self._rows.append(row)
+            self._rows.append(tuple(np.asarray(a)[None] for a in row))
+
+    def batch(self, bits, Y, r, ranks):
+        """Many regions at once (the engines' ``emit_batch``)."""
+        rows = region_rows(self.dom, bits, Y, r, ranks)
+        if self.buf is not None:
+            self.buf.extend(*rows)
+        if self.keep:
+            self._rows.append(rows)
 
     def take(self) -> np.ndarray:
         """The rows emitted since the last call, as a structured array; clears them."""
-        rows = np.empty(len(self._rows), dtype=self.dtype)
-        for i, (p, x, r, rk) in enumerate(self._rows):
-            rows[i] = (p, x, r, rk)
+        n = sum(len(p[2]) for p in self._rows)
+        rows = np.empty(n, dtype=self.dtype)
+        if n:
+            for j, name in enumerate(("pattern", "point", "radius", "rank")):
+                rows[name] = np.concatenate([np.asarray(p[j]) for p in self._rows])
         self._rows = []
         return rows
 

@@ -47,8 +47,14 @@ def region_row(domain, bits, yc, r, ranks):
     return np.packbits(np.frombuffer(bits, dtype=np.uint8)), domain.x0 + domain.E @ yc, r * domain.rscale, ranks
 
 
+def region_rows(domain, bits, Y, r, ranks):
+    """The same for a batch: bits (n, N) 0/1, Y (n, k), r (n,), ranks (n, L)."""
+    return (np.packbits(np.asarray(bits, dtype=np.uint8), axis=1), domain.x0 + Y @ domain.E.T,
+            np.asarray(r) * domain.rscale, ranks)
+
+
 class RegionSink:
-    """The engine's emit callback: converts each region into a row of a RegionBuffer."""
+    """The engine's emit callbacks: convert regions into rows of a RegionBuffer."""
 
     def __init__(self, problem, spill_dir=None, spill_bytes=64 << 20):
         self.dom = problem.domain
@@ -56,6 +62,9 @@ class RegionSink:
 
     def __call__(self, bits, yc, r, ranks):
         self.buf.append(*region_row(self.dom, bits, yc, r, ranks))
+
+    def batch(self, bits, Y, r, ranks):
+        self.buf.extend(*region_rows(self.dom, bits, Y, r, ranks))
 
 
 def run_static(comm, problem, split_factor=16, progress=None, spill_dir=None, log=None, skew=False):
@@ -91,7 +100,7 @@ def _env_float(name, default):
 
 
 def run_dynamic(comm, problem, split_factor=16, progress=None, spill_dir=None, skew=False, budget=None,
-                budget_max=1 << 16, poll_every=16, low=4, max_steal=8, delay=0.0, fail=None, seed=0, log=None,
+                budget_max=1 << 16, poll_every=None, low=4, max_steal=8, delay=0.0, fail=None, seed=0, log=None,
                 stop=None, on_done=None, checkpoint_dir=None, resume=False, stopper=None):
     """Static partition + budgeted depth-first search + RMA work stealing.  Returns a result dict.
 
@@ -117,6 +126,8 @@ def run_dynamic(comm, problem, split_factor=16, progress=None, spill_dir=None, s
     ck = Checkpoint.setup(comm, problem, checkpoint_dir, resume=resume, engine=eng)
     ck.feed_old_regions(sink.buf)
     emit = ck.recorder(sink.buf)
+    if poll_every is None:  # ~0.5 ms between MPI polls: the C kernel does far more nodes per second
+        poll_every = 16 if getattr(eng, "kernel", "lp") == "lp" else 256
     if stopper is not None and stop is None:
         stop = stopper.should_stop
     lc0 = eng.stats.layer_counts.copy()
@@ -195,7 +206,7 @@ def _owner_loop(eng, work, local, emit, ck, sink, *, B, b_min, budget_max, poll,
         tb = time.perf_counter()
         reg0 = sink.buf.count
         lc0 = eng.stats.layer_counts.copy()
-        frontier = eng.explore(item, emit, budget=B, poll=poll, poll_every=poll_every)
+        frontier = eng.explore(item, emit, budget=B, poll=poll, poll_every=poll_every, emit_batch=emit.batch)
         n_items += 1
         if delay:
             time.sleep(rng.random() * delay)

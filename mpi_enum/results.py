@@ -88,8 +88,20 @@ class RegionBuffer:
             self._spill()
 
     def extend(self, pat, pts, rad, rank):
-        for i in range(len(rad)):
-            self.append(pat[i], pts[i], rad[i], rank[i])
+        """Append many rows at once (arrays of equal length)."""
+        n, s = len(rad), 0
+        while s < n:
+            m = min(n - s, self.cap - self.n)
+            i = self.n
+            self.pat[i : i + m] = pat[s : s + m]
+            self.pts[i : i + m] = pts[s : s + m]
+            self.rad[i : i + m] = rad[s : s + m]
+            self.rank[i : i + m] = rank[s : s + m]
+            self.n += m
+            self.count += m
+            s += m
+            if self.n == self.cap:
+                self._spill()
 
     def _record(self, n):
         rec = np.empty(n, dtype=self.dtype())
