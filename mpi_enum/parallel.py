@@ -56,7 +56,9 @@ def region_rows(domain, bits, Y, r, ranks):
 class RegionSink:
     """The engine's emit callbacks: convert regions into rows of a RegionBuffer."""
 
-    def __init__(self, problem, spill_dir=None, spill_bytes=64 << 20):
+    def __init__(self, problem, spill_dir=None, spill_bytes=None):
+        if spill_bytes is None:  # memory held per rank before regions spill to --spill-dir
+            spill_bytes = int(os.environ.get("MPI_ENUM_SPILL_BYTES", 64 << 20))
         self.dom = problem.domain
         self.buf = RegionBuffer(problem.pattern_bytes, problem.domain.d, problem.L, spill_dir, spill_bytes)
 
