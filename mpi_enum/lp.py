@@ -22,6 +22,29 @@ except ImportError:  # pragma: no cover - highspy is a hard dependency in pyproj
     highspy = None
 
 
+def _new_highs():
+    """A silent ``highspy.Highs()``: its constructor prints a banner on the C-level stdout
+    (once per rank) before ``output_flag`` can be turned off, so stdout is muted around it."""
+    import os
+    import sys
+
+    try:
+        sys.stdout.flush()
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stdout (pytest capture, embedding)
+        return highspy.Highs()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            hs = highspy.Highs()
+            hs.setOptionValue("output_flag", False)
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+    return hs
+
+
 class ChebyshevLP:
     def __init__(self, k, G, h, cap=1.0):
         self.k = int(k)
@@ -35,7 +58,7 @@ class ChebyshevLP:
         self._build()
 
     def _build(self):
-        hs = highspy.Highs()
+        hs = _new_highs()
         hs.setOptionValue("output_flag", False)
         hs.setOptionValue("presolve", "off")
         hs.setOptionValue("solver", "simplex")

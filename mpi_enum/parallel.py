@@ -149,7 +149,7 @@ def run_dynamic(comm, problem, split_factor=16, progress=None, spill_dir=None, s
         mine = [it for i, it in enumerate(items) if i % size == rank]
     rec_words = WorkItem.record_size(problem.k, problem.N)
     if size == 1:
-        work = SerialWork(reversed(mine), low=low)
+        work = SerialWork(reversed(mine), low=low, progress=progress, count=lambda: sink.buf.count, log=log)
         local = []
     else:
         work = RmaWork(comm, rec_words, problem.k, list(reversed(mine)), len(items), regions0=len(top_regions),
@@ -161,7 +161,7 @@ def run_dynamic(comm, problem, split_factor=16, progress=None, spill_dir=None, s
     b_min = 1 if budget is None else max(1, min(budget, 64))
     B = budget
     rng = random.Random(seed * 7919 + rank)
-    poll = work.poll if size > 1 else None
+    poll = work.poll if (size > 1 or progress) else None
     t_start = time.perf_counter()
     try:
         stopped, busy, n_items = _owner_loop(

@@ -112,8 +112,12 @@ class SerialWork:
     size = 1
     rank = 0
 
-    def __init__(self, items=(), low=4):
+    def __init__(self, items=(), low=4, progress=None, count=None, log=None):
         self.q = list(items)  # public queue; front = oldest
+        self.progress = progress  # seconds between progress lines (None: quiet)
+        self.count = count  # callable: regions found so far (progress lines only)
+        self.log = log
+        self.t0 = self.last_progress = time.perf_counter()
         self.low = low
         self.last_q = 0
         self.stopped = False
@@ -144,7 +148,15 @@ class SerialWork:
         self.regions += regions
 
     def poll(self):
-        pass
+        if not self.progress:
+            return
+        now = time.perf_counter()
+        if now - self.last_progress >= self.progress:
+            self.last_progress = now
+            reg = self.count() if self.count is not None else self.regions
+            el = now - self.t0
+            print(f"mpi-enum: progress {el:8.1f} s  {reg} regions  {reg / max(el, 1e-9):.1f} regions/s  "
+                  f"1/1 ranks busy  {max(self.outstanding, 0)} items open", file=self.log, flush=True)
 
     def request_stop(self):
         self.stopped = True
