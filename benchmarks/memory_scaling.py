@@ -21,19 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mpi_enum.network import random_mlp
+
 REPO = Path(__file__).resolve().parents[1]
 FAMILY = [(4, [12, 12, 12]), (4, [22, 22, 22])]
-
-
-def random_mlp(d, widths, seed=0):
-    rng = np.random.default_rng(seed)
-    arrays, n_in = {}, d
-    for i, w in enumerate(widths + [1]):
-        arrays[f"W{i}"] = rng.normal(0.0, np.sqrt(2.0 / n_in), (w, n_in))
-        arrays[f"b{i}"] = rng.normal(0.0, 0.1, w)
-        n_in = w
-    arrays["input_lo"], arrays["input_hi"] = -np.ones(d), np.ones(d)
-    return arrays
 
 
 WRAPPER = """

@@ -40,9 +40,8 @@ from math import comb
 import numpy as np
 
 from .errors import InputError
+from .results import open_result
 
-FORMAT = "mpi_enum.regions"
-SUPPORTED_VERSIONS = (1,)
 
 
 # =============================================================================== reading
@@ -96,25 +95,10 @@ def _attr(a, name, default=None):
 
 def load_result(path, need_network=False):
     """Read a result file.  Raises InputError for anything that is not a readable result file."""
-    import h5py
-
     from .network import Network
 
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a directory, not a result file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise InputError(f"{path}: not an HDF5 file") from None
-    with f:
+    with open_result(path) as f:
         a = f.attrs
-        if _attr(a, "format") != FORMAT:
-            raise InputError(f"{path}: not an mpi_enum result file (format attribute is {_attr(a, 'format')!r})")
-        ver = int(_attr(a, "format_version", -1))
-        if ver not in SUPPORTED_VERSIONS:
-            raise InputError(f"{path}: unsupported format_version {ver} (this mpi_enum reads {SUPPORTED_VERSIONS})")
         attrs = {k: _attr(a, k) for k in a.keys()}
         missing = [p for p in ("regions/pattern", "regions/interior_point", "regions/radius", "regions/affine_rank",
                                "layers/n_regions") if p not in f]

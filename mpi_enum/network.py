@@ -236,3 +236,19 @@ def load_network(path: str) -> Network:
     net.source = path
     net.sha256 = file_sha256(path)
     return net
+
+
+def random_mlp(d, widths, seed=0, n_out=1):
+    """Arrays of a random He-initialised ReLU MLP over [-1, 1]^d, in the ``.npz`` layout.
+
+    The recipe of ``../shared/bench/make_nets.py`` (the benchmark networks): weights
+    N(0, 2/fan_in), biases N(0, 0.1^2), one generator seeded with ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    arrays, n_in = {}, d
+    for i, w in enumerate(list(widths) + [n_out]):
+        arrays[f"W{i}"] = rng.normal(0.0, np.sqrt(2.0 / n_in), (w, n_in))
+        arrays[f"b{i}"] = rng.normal(0.0, 0.1, w)
+        n_in = w
+    arrays["input_lo"], arrays["input_hi"] = -np.ones(d), np.ones(d)
+    return arrays

@@ -357,21 +357,43 @@ def write_result(path, comm, meta, buf, stats_local, layer_counts_local):
     return io_mode
 
 
-def read_summary(path):
-    """A dict of what ``mpi-enum info`` shows."""
+SUPPORTED_VERSIONS = (FORMAT_VERSION,)
+
+
+def _text(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def open_result(path):
+    """Open a result file read-only after checking that it is one this version can read.
+
+    Raises InputError (one line naming the file) for anything else."""
     import h5py
 
     from .errors import InputError
 
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a result file")
     try:
         f = h5py.File(path, "r")
     except OSError:
         raise InputError(f"{path}: not an HDF5 file") from None
-    with f:
-        if f.attrs.get("format", None) != FORMAT:
-            raise InputError(f"{path}: not an mpi_enum result file (format attribute missing)")
+    fmt = _text(f.attrs.get("format", None))
+    if fmt != FORMAT:
+        f.close()
+        raise InputError(f"{path}: not an mpi_enum result file (format attribute is {fmt!r})")
+    ver = int(f.attrs.get("format_version", -1))
+    if ver not in SUPPORTED_VERSIONS:
+        f.close()
+        raise InputError(f"{path}: unsupported format_version {ver} (this mpi_enum reads {SUPPORTED_VERSIONS})")
+    return f
+
+
+def read_summary(path):
+    """A dict of what ``mpi-enum info`` shows."""
+    with open_result(path) as f:
         a = f.attrs
         out = {
             "path": path,

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mpi_enum.network import random_mlp
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from slurm_cluster import SlurmCluster, SlurmUnavailable, missing_programs  # noqa: E402
 
@@ -51,20 +53,6 @@ def mpi_enum() -> list[str]:
 def mpiexec() -> str:
     return shutil.which("mpiexec.mpich") or shutil.which("mpiexec") or "mpiexec"
 
-
-def random_mlp(d, widths, seed):
-    """Same recipe as shared/bench/make_nets.py: He-initialised ReLU MLP over [-1, 1]^d."""
-    rng = np.random.default_rng(seed)
-    arrays, n_in = {}, d
-    for i, w in enumerate(list(widths) + [1]):
-        arrays[f"W{i}"] = rng.normal(0.0, np.sqrt(2.0 / n_in), (w, n_in))
-        arrays[f"b{i}"] = rng.normal(0.0, 0.1, w)
-        n_in = w
-    arrays["input_lo"], arrays["input_hi"] = -np.ones(d), np.ones(d)
-    return arrays
-
-
-# ------------------------------------------------------------------------------ fixtures
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):

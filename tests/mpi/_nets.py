@@ -5,18 +5,10 @@ import numpy as np
 
 from mpi_enum.domain import box_domain
 from mpi_enum.engine import Problem, enumerate_serial
-from mpi_enum.network import Network
+from mpi_enum.network import Network, random_mlp
 
 
-def random_arrays(d, widths, seed):
-    rng = np.random.default_rng(seed)
-    arrays, n_in = {}, d
-    for i, w in enumerate(list(widths) + [1]):
-        arrays[f"W{i}"] = rng.normal(0.0, np.sqrt(2.0 / n_in), (w, n_in))
-        arrays[f"b{i}"] = rng.normal(0.0, 0.1, w)
-        n_in = w
-    arrays["input_lo"], arrays["input_hi"] = -np.ones(d), np.ones(d)
-    return arrays
+random_arrays = random_mlp  # one recipe: mpi_enum.network.random_mlp
 
 
 def problem(d, widths, seed, tol=1e-9):
