@@ -291,6 +291,14 @@ def _common(f, meta, total, n_ranks, io_mode, stats_all, layer_counts):
         f.create_dataset(f"stats/{name}", data=np.asarray(stats_all[name]))
 
 
+def _test_pause():
+    """Test hook: ``MPI_ENUM_TEST_WRITE_DELAY=S`` sleeps S seconds in the middle of the write,
+    so that tests can deliver a signal while the file is being written."""
+    delay = os.environ.get("MPI_ENUM_TEST_WRITE_DELAY")
+    if delay:
+        time.sleep(float(delay))
+
+
 def write_result(path, comm, meta, buf, stats_local, layer_counts_local):
     """Collectively write the result file (every rank calls this with its own buffer).
 
@@ -326,11 +334,13 @@ def write_result(path, comm, meta, buf, stats_local, layer_counts_local):
         if use_mpio:
             with h5py.File(tmp, "w", driver="mpio", comm=comm) as f:
                 _common(f, meta, total, size, io_mode, stats_all, layer_counts)
+                _test_pause()
                 _write_slices(f, comm, offset, total, buf, collective=True)
         else:
             if rank == 0:
                 with h5py.File(tmp, "w") as f:
                     _common(f, meta, total, size, io_mode, stats_all, layer_counts)
+                    _test_pause()
                     _write_slices(f, None, offset, total, buf, collective=False)
             for r in range(1, size):
                 comm.Barrier()

@@ -158,3 +158,23 @@ def test_acasxu_deep_items_are_stolen_and_exact(tmp_path):
         outs[P] = patterns(out)
     assert set(outs[1][0]) == set(outs[2][0]) and len(outs[2][0]) == len(set(outs[2][0]))
     assert outs[1][1] == outs[2][1]
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_during_final_write_still_gives_the_complete_file(tmp_path):
+    """A stop signal that arrives while the result is being written is noted and ignored: the
+    write completes, the file is complete and exact, and no temporary file is left behind."""
+    net = Path(__file__).resolve().parents[1] / "inputs" / "bench_d2_16x3.npz"
+    out = tmp_path / "w.h5"
+    env_mpirun = dict(_env(), MPI_ENUM_TEST_WRITE_DELAY="4")
+    p = subprocess.Popen([mpiexec_cmd(), "-n", "2"] + cli_cmd() + ["run", str(net), "-o", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_mpirun,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(2.5)  # the enumeration takes well under a second; the write pauses 4 s
+    for r in rank_processes(p):
+        r.send_signal(signal.SIGTERM)
+    rc, o, e = finish(p, timeout=60)
+    assert rc == 0, f"rc={rc}\n{o}\n{e}"
+    pats, layers, complete = patterns(out)
+    assert complete and len(pats) == len(set(pats)) == 930
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["w.h5"]
