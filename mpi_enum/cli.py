@@ -241,8 +241,6 @@ def _run_guarded(args, argv):
 
 
 def cmd_run(comm, args, argv):
-    from mpi4py import MPI
-
     from .stopper import Stopper
 
     t0 = time.perf_counter()

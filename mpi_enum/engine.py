@@ -228,7 +228,6 @@ class LPEngine(Engine):
 
     # ----------------------------------------------------------------- items
     def root_item(self) -> WorkItem:
-        dom = self.p.domain
         t, y = self.lp.solve((), np.zeros((0, self.p.k)), np.zeros(0))
         self.stats.lps += 1
         return WorkItem(0, b"", y, min(t, 1.0))
@@ -514,7 +513,7 @@ class CEngine(Engine):
                                self.EMAX, self._cb)
         if not self._ctx:
             raise MemoryError("kc_new failed")
-        N, L = p.N, p.L
+        L = p.L
         self._ebits = lib.kc_ebits(self._ctx)
         self._ey = np.ctypeslib.as_array(lib.kc_ey(self._ctx), (self.EMAX * k,))
         self._er = np.ctypeslib.as_array(lib.kc_er(self._ctx), (self.EMAX,))
@@ -602,7 +601,6 @@ class CEngine(Engine):
         import ctypes
 
         lib, ctx = self._lib, self._ctx
-        p = self.p
         depth = int(item.depth)
         bits = (ctypes.c_ubyte * max(depth, 1)).from_buffer_copy(bytes(item.bits[:depth]) or b"\0")
         yc = np.ascontiguousarray(item.yc, dtype=np.float64)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import time
 from collections import deque
 
@@ -159,7 +158,6 @@ def run_dynamic(comm, problem, split_factor=16, progress=None, spill_dir=None, s
         # a checkpoint commits finished items, so a lone rank needs a (large) budget too
         budget = 64 if size > 1 else (4096 if ck.enabled else None)
     b_min = 1 if budget is None else max(1, min(budget, 64))
-    B = budget
     rng = random.Random(seed * 7919 + rank)
     poll = work.poll if (size > 1 or progress) else None
     t_start = time.perf_counter()

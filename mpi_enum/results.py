@@ -43,8 +43,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
-import sys
 import tempfile
 import time
 
@@ -173,7 +171,6 @@ def software_versions(comm=None):
     except ImportError:
         pass
     try:
-        import highspy  # noqa: F401
         from importlib.metadata import version
 
         info["highspy"] = version("highspy")

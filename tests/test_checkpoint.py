@@ -18,11 +18,10 @@ import pytest
 
 from mpi_enum import checkpoint as C
 from mpi_enum.domain import box_domain
-from mpi_enum.engine import Engine, Problem, WorkItem, enumerate_serial
+from mpi_enum.engine import Engine, Problem, enumerate_serial
 from mpi_enum.errors import InputError
 from mpi_enum.network import Network
 from mpi_enum.parallel import RegionSink, top_partition
-from mpi_enum.results import RegionBuffer
 from mpi_enum.stopper import Stopper, time_limit_margin
 
 

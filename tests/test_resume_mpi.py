@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 
 from conftest import _env, cli_cmd, mpiexec_cmd

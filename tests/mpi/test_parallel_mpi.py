@@ -42,8 +42,6 @@ def test_patterns_identical_to_serial(d, widths, seed, budget):
 @pytest.mark.mpi
 @pytest.mark.timeout(180)
 def test_skewed_start_is_balanced_by_stealing():
-    from mpi4py import MPI
-
     from mpi_enum.parallel import run_dynamic
 
     comm = _comm()
