@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 
+from .console import say
 from .errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED, InputError
 
 
@@ -101,7 +102,7 @@ def build_parser():
 
 
 def _err(msg):
-    print(f"mpi-enum: error: {msg}", file=sys.stderr, flush=True)
+    say(f"mpi-enum: error: {msg}", sys.stderr)
 
 
 def main(argv=None):
@@ -230,9 +231,9 @@ def _run_guarded(args, argv):
         raise
     except BaseException as exc:  # a bug or a signal: never leave the other ranks hanging
         if isinstance(exc, KeyboardInterrupt):
-            print(f"mpi-enum: rank {comm.rank}: interrupted", file=sys.stderr, flush=True)
+            say(f"mpi-enum: rank {comm.rank}: interrupted", sys.stderr)
         else:
-            print(f"mpi-enum: rank {comm.rank}: unexpected error, aborting the job:", file=sys.stderr, flush=True)
+            say(f"mpi-enum: rank {comm.rank}: unexpected error, aborting the job:", sys.stderr)
             traceback.print_exc()
             sys.stderr.flush()
         if comm.size > 1:
@@ -281,6 +282,12 @@ def _cmd_run(comm, args, argv, t0, stopper):
         return EXIT_BAD_INPUT
     if not res["complete"]:
         out = partial_path(out)
+    if args.progress:  # one line per rank (launchers label them): where the time went
+        st = res["stats"]
+        say(f"mpi-enum: rank {comm.rank}/{comm.size}: {st.get('regions', 0)} regions, {st.get('nodes', 0)} nodes, "
+            f"busy {st.get('busy_seconds', 0.0):.2f} s, idle {st.get('idle_seconds', 0.0):.2f} s, "
+            f"steals {st.get('steals_succeeded', 0)}/{st.get('steals_attempted', 0)}, "
+            f"items given {st.get('items_given', 0)}")
     wall = time.perf_counter() - t0
     meta = {"net": net, "domain": domain, "tol": args.tol, "wall_seconds": wall,
             "complete": res["complete"], "stopped_reason": res.get("stopped_reason", ""),
@@ -298,15 +305,15 @@ def _cmd_run(comm, args, argv, t0, stopper):
         b = np.asarray(busy)
         lb = float(b.max() / b.mean()) if b.mean() > 0 else 1.0
         state = "complete" if res["complete"] else "PARTIAL (" + res.get("stopped_reason", "stopped") + ")"
-        print(f"mpi-enum: {total} regions, {state}, {wall:.2f} s wall, {total / max(wall, 1e-9):.1f} regions/s, "
-              f"{comm.size} ranks, load balance {lb:.2f}, io {io_mode} -> {out}", flush=True)
+        say(f"mpi-enum: {total} regions, {state}, {wall:.2f} s wall, {total / max(wall, 1e-9):.1f} regions/s, "
+            f"{comm.size} ranks, load balance {lb:.2f}, io {io_mode} -> {out}")
         if res["complete"] and os.path.exists(partial_path(out)):
             os.unlink(partial_path(out))  # a resumed run is complete: its partial file is stale
         if not res["complete"]:
             if res.get("checkpointed"):
-                print(f"mpi-enum: stopped early; checkpoint saved in {args.checkpoint_dir}; continue with the "
-                      f"same command plus --resume --checkpoint-dir {args.checkpoint_dir}", file=sys.stderr, flush=True)
+                say(f"mpi-enum: stopped early; checkpoint saved in {args.checkpoint_dir}; continue with the "
+                    f"same command plus --resume --checkpoint-dir {args.checkpoint_dir}", sys.stderr)
             else:
-                print("mpi-enum: stopped early without a checkpoint (no --checkpoint-dir): the partial result "
-                      "cannot be resumed", file=sys.stderr, flush=True)
+                say("mpi-enum: stopped early without a checkpoint (no --checkpoint-dir): the partial result "
+                    "cannot be resumed", sys.stderr)
     return EXIT_OK if res["complete"] else EXIT_STOPPED

@@ -100,6 +100,8 @@ import time
 
 import numpy as np
 
+from .console import say
+
 from .engine import WorkItem
 
 LOCK, HEAD, TAIL, G_OUT, G_REG, G_BUSY, G_STOP = 0, 1, 2, 3, 4, 5, 6
@@ -155,8 +157,8 @@ class SerialWork:
             self.last_progress = now
             reg = self.count() if self.count is not None else self.regions
             el = now - self.t0
-            print(f"mpi-enum: progress {el:8.1f} s  {reg} regions  {reg / max(el, 1e-9):.1f} regions/s  "
-                  f"1/1 ranks busy  {max(self.outstanding, 0)} items open", file=self.log, flush=True)
+            say(f"mpi-enum: progress {el:8.1f} s  {reg} regions  {reg / max(el, 1e-9):.1f} regions/s  "
+                  f"1/1 ranks busy  {max(self.outstanding, 0)} items open", self.log)
 
     def request_stop(self):
         self.stopped = True
@@ -412,8 +414,8 @@ class RmaWork:
         out, reg, busy = (int(v) for v in self._r3)
         reg += self.dregions
         el = now - self.t0
-        print(f"mpi-enum: progress {el:8.1f} s  {reg} regions  {reg / max(el, 1e-9):.1f} regions/s  "
-              f"{busy}/{self.size} ranks busy  {max(out, 0)} items open", file=self.log, flush=True)
+        say(f"mpi-enum: progress {el:8.1f} s  {reg} regions  {reg / max(el, 1e-9):.1f} regions/s  "
+              f"{busy}/{self.size} ranks busy  {max(out, 0)} items open", self.log)
 
     def global_regions(self):
         self.win.Get_accumulate(self._z3, self._r3, 0, (G_OUT, 3, self.MPI.INT64_T), self.MPI.NO_OP)

@@ -14,11 +14,13 @@ import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from conftest import _env, cli_cmd, mpiexec_cmd
+from mpi_enum.network import random_mlp
 
-NET = Path(__file__).resolve().parent / "data" / "resume_d5.npz"  # ~230k regions, ~6 s on 2 ranks
+NET_SPEC = (5, [16, 16, 14], 7)  # mpi_enum.network.random_mlp: ~1.2M regions, ~11 s on 2 ranks
 ACAS = Path(__file__).resolve().parents[1] / "inputs" / "acasxu_1_1.nnet"
 
 pytestmark = pytest.mark.skipif(mpiexec_cmd() is None, reason="no mpiexec on PATH")
@@ -63,9 +65,16 @@ def patterns(path):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def net(tmp_path_factory):
+    path = tmp_path_factory.mktemp("net") / "resume_d5.npz"
+    np.savez(path, **random_mlp(*NET_SPEC))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, net):
     out = tmp_path_factory.mktemp("ref") / "ref.h5"
-    rc, o, e = finish(mpirun(2, [NET, "-o", out]))
+    rc, o, e = finish(mpirun(2, [net, "-o", out]))
     assert rc == 0, e
     pats, layers, complete = patterns(out)
     assert complete and len(pats) == len(set(pats)) > 10000
@@ -80,9 +89,9 @@ def check_exact(path, reference):
     assert layers == reference[1]
 
 
-def resume_until_done(out, ck, P, max_rounds=4):
+def resume_until_done(net, out, ck, P, max_rounds=4):
     for _ in range(max_rounds):
-        rc, o, e = finish(mpirun(P, [NET, "-o", out, "--checkpoint-dir", ck, "--resume", "--force"]))
+        rc, o, e = finish(mpirun(P, [net, "-o", out, "--checkpoint-dir", ck, "--resume", "--force"]))
         if rc == 0:
             return
         assert rc == 3, f"resume failed with {rc}:\n{o}\n{e}"
@@ -91,11 +100,11 @@ def resume_until_done(out, ck, P, max_rounds=4):
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("P,P2", [(2, 3), (3, 2)])
-def test_sigterm_then_resume_is_exact(tmp_path, reference, P, P2):
+def test_sigterm_then_resume_is_exact(tmp_path, net, reference, P, P2):
     stopped = 0
     for i, delay in enumerate((0.8, 2.0, 3.5)):
         out, ck = tmp_path / f"r{i}.h5", tmp_path / f"ck{i}"
-        p = mpirun(P, [NET, "-o", out, "--checkpoint-dir", ck, "--checkpoint-interval", "0.5"])
+        p = mpirun(P, [net, "-o", out, "--checkpoint-dir", ck, "--checkpoint-interval", "0.5"])
         time.sleep(delay)
         for r in rank_processes(p):  # what srun / scancel --signal do: every task gets the signal
             try:
@@ -110,28 +119,28 @@ def test_sigterm_then_resume_is_exact(tmp_path, reference, P, P2):
             assert not out.exists(), "a stopped run must not write the final output path"
             partial = tmp_path / f"r{i}.partial.h5"
             assert patterns(partial)[2] is False
-            resume_until_done(out, ck, P2)
+            resume_until_done(net, out, ck, P2)
         assert out.exists(), f"rc={rc}\n{o}\n{e}"
         check_exact(out, reference)
     assert stopped >= 1, "no run was interrupted: the test network is too small for this machine"
 
 
 @pytest.mark.timeout(300)
-def test_time_limit_exit_3_and_resume(tmp_path, reference):
+def test_time_limit_exit_3_and_resume(tmp_path, net, reference):
     out = tmp_path / "t.h5"
-    rc, o, e = finish(mpirun(2, [NET, "-o", out, "--time-limit", "2"]))
+    rc, o, e = finish(mpirun(2, [net, "-o", out, "--time-limit", "2"]))
     assert rc == 3, f"rc={rc}\n{o}\n{e}"
     assert "checkpoint saved" in e
     ck = Path(str(out) + ".checkpoint")
     assert ck.is_dir()
-    resume_until_done(out, ck, 2)
+    resume_until_done(net, out, ck, 2)
     check_exact(out, reference)
 
 
 @pytest.mark.timeout(300)
-def test_kill9_one_rank_ends_job_and_resume_is_exact(tmp_path, reference):
+def test_kill9_one_rank_ends_job_and_resume_is_exact(tmp_path, net, reference):
     out, ck = tmp_path / "k.h5", tmp_path / "ck"
-    p = mpirun(2, [NET, "-o", out, "--checkpoint-dir", ck, "--checkpoint-interval", "0.3"])
+    p = mpirun(2, [net, "-o", out, "--checkpoint-dir", ck, "--checkpoint-interval", "0.3"])
     time.sleep(2.0)
     ranks = rank_processes(p)
     assert ranks, "no rank process found"
@@ -141,7 +150,7 @@ def test_kill9_one_rank_ends_job_and_resume_is_exact(tmp_path, reference):
     assert rc != 0
     assert time.time() - t_kill < 30
     assert not out.exists(), "no complete-looking result may be left"
-    resume_until_done(out, ck, 2)
+    resume_until_done(net, out, ck, 2)
     check_exact(out, reference)
 
 

@@ -80,7 +80,7 @@ def nets(tmp_path_factory):
     """Small networks written for these tests (fixed seeds)."""
     d = Path(tmp_path_factory.mktemp("nets"))
     specs = {"tiny_d2_6x2": (2, [6, 6], 0),        # 74 regions, well under a second
-             "chain_d4_16x3": (4, [16, 16, 16], 0)}  # ~150k regions, a few seconds on 2 ranks
+             "chain_d5": (5, [16, 16, 14], 7)}  # ~1.2M regions, ~11 s on 2 ranks
     out = {}
     for name, (dim, widths, seed) in specs.items():
         out[name] = d / f"{name}.npz"
@@ -109,7 +109,7 @@ def chain_reference(nets, tmp_path_factory):
     exit 0 with the same regions as the uninterrupted run.
     """
     d = Path(tmp_path_factory.mktemp("reference"))
-    net = nets["chain_d4_16x3"]
+    net = nets["chain_d5"]
     ref = d / "ref.h5"
     t0 = time.monotonic()
     r = subprocess.run([mpiexec(), "-n", "2", *mpi_enum(), "run", str(net), "-o", str(ref)],
@@ -333,7 +333,7 @@ def test_long_run_signal_chain(cluster, has_verify, nets, chain_reference, tmp_p
     way: the script forwards it, the ranks checkpoint and exit 3, the script resubmits itself and
     the successor resumes to the exact result."""
     _xfail_without_resume(request, chain_reference)
-    net = nets["chain_d4_16x3"]
+    net = nets["chain_d5"]
 
     def interrupt(jid):
         t_end = time.monotonic() + 60
@@ -354,7 +354,7 @@ def test_long_run_time_limit_chain(cluster, has_verify, nets, chain_reference, t
     """Every job of the chain stops after --time-limit (MPI_ENUM_TIME_LIMIT) and resubmits
     itself with a dependency until mpi-enum exits 0; the result is exact."""
     _xfail_without_resume(request, chain_reference)
-    net = nets["chain_d4_16x3"]
+    net = nets["chain_d5"]
     chain, jobs, result = _run_chain(cluster, tmp_path, net, {"MPI_ENUM_TIME_LIMIT": "3"})
     _check_chain(chain_reference, has_verify, net, chain, jobs, result, verify=False)
 
