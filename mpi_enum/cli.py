@@ -288,12 +288,11 @@ def _cmd_run(comm, args, argv, t0, stopper):
             f"busy {st.get('busy_seconds', 0.0):.2f} s, idle {st.get('idle_seconds', 0.0):.2f} s, "
             f"steals {st.get('steals_succeeded', 0)}/{st.get('steals_attempted', 0)}, "
             f"items given {st.get('items_given', 0)}")
-    wall = time.perf_counter() - t0
-    meta = {"net": net, "domain": domain, "tol": args.tol, "wall_seconds": wall,
+    meta = {"net": net, "domain": domain, "tol": args.tol,
+            "wall_seconds": comm.allreduce(time.perf_counter() - t0, op=MPI.MAX),
             "complete": res["complete"], "stopped_reason": res.get("stopped_reason", ""),
             "software": software_versions(comm),
             "command_line": "mpi-enum " + " ".join(shlex.quote(a) for a in argv)}
-    meta["wall_seconds"] = comm.allreduce(wall, op=MPI.MAX)
     io_mode = write_result(out, comm, meta, res["buffer"], res["stats"], res["layer_counts"])
     res["buffer"].close()
     total = comm.allreduce(res["buffer"].count)
