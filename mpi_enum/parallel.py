@@ -155,8 +155,9 @@ def run_dynamic(comm, problem, split_factor=16, progress=None, spill_dir=None, s
                        low=low, max_steal=max_steal, progress=progress, seed=seed, log=log)
         local = list(work.leftover)
     if budget is None:
-        # a checkpoint commits finished items, so a lone rank needs a (large) budget too
-        budget = 64 if size > 1 else (4096 if ck.enabled else None)
+        # a lone rank also works in budgeted items, so that a checkpoint commits often and a stop
+        # request (signal, time limit) is honoured within about a second
+        budget = 64 if size > 1 else (4096 if ck.enabled else 1 << 16)
     b_min = 1 if budget is None else max(1, min(budget, 64))
     rng = random.Random(seed * 7919 + rank)
     poll = work.poll if (size > 1 or progress) else None
