@@ -150,8 +150,28 @@ ensure_python_packages() {
     log "pip install -e ."
     pip_ install -q --no-build-isolation -e .
     ensure_h5py_mpi   # in case a dependency pulled in a serial h5py wheel
+    ensure_torch
     echo "$want" > "$STAMP"
     note "python packages installed in $((SECONDS - t0)) s"
+}
+
+# torch (the optional .pt/.pth loader) only when a wheel of it lies in pip's local wheelhouse
+# (find-links): PyPI's default torch is a multi-GB CUDA build. MPI_ENUM_TORCH=0 skips it,
+# MPI_ENUM_TORCH=1 installs it from the index whatever it costs.
+ensure_torch() {
+    "$VPY" -c 'import torch' >/dev/null 2>&1 && return
+    case "${MPI_ENUM_TORCH:-auto}" in
+        0) return ;;
+        1) pip_ install -q torch || note "warning: could not install torch"; return ;;
+    esac
+    if pip_ install -q --no-index --no-deps torch >/dev/null 2>&1; then
+        local v
+        v="$("$VPY" -c 'import importlib.metadata as m; print(m.version("torch"))')"
+        pip_ install -q "torch==$v" >/dev/null 2>&1 || note "warning: torch's dependencies did not install"
+        note "torch $v installed from a local wheel (for .pt/.pth networks and their tests)"
+    else
+        note "torch: no local wheel; .pt/.pth support stays optional (MPI_ENUM_TORCH=1 ./setup.sh to install it)"
+    fi
 }
 
 write_launcher() {  # NAME TARGET: a tiny exec wrapper (a symlink would not do: Hydra
