@@ -198,26 +198,28 @@ def h5py_has_mpi():
     return bool(h5py.get_config().mpi)
 
 
-def _write_slices(f, comm, offset, total, buf, collective):
-    """Create the /regions datasets and write this rank's rows at ``offset``."""
-    import h5py
+REGION_DATASETS = ("pattern", "interior_point", "radius", "affine_rank")  # the order of buf.batches()
 
+
+def _create_regions(f, total, buf):
+    """Create the /regions datasets (identically on every rank in the collective path)."""
     g = f.create_group("regions")
-    dsets = [g.create_dataset("pattern", (total, buf.pb), dtype=np.uint8),
-             g.create_dataset("interior_point", (total, buf.d), dtype=np.float64),
-             g.create_dataset("radius", (total,), dtype=np.float64),
-             g.create_dataset("affine_rank", (total, buf.L), dtype=np.int16)]
-    n_batches = (buf.count + BATCH - 1) // BATCH
-    if collective:
-        n_batches_all = comm.allreduce(n_batches, op=_mpi_max())
-        dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
-        dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
-    else:
-        n_batches_all = n_batches
-        dxpl = None
+    return [g.create_dataset("pattern", (total, buf.pb), dtype=np.uint8),
+            g.create_dataset("interior_point", (total, buf.d), dtype=np.float64),
+            g.create_dataset("radius", (total,), dtype=np.float64),
+            g.create_dataset("affine_rank", (total, buf.L), dtype=np.int16)]
+
+
+def _write_batches(dsets, offset, buf, dxpl=None, n_calls=None):
+    """Write this rank's rows from ``offset`` on, one call per batch and dataset.
+
+    Collective writes need the same number of calls on every rank: with ``n_calls`` larger than
+    this rank's batch count, the extra calls join with an empty selection."""
     it = buf.batches(BATCH)
     pos = offset
-    for _ in range(n_batches_all):
+    if n_calls is None:
+        n_calls = (buf.count + BATCH - 1) // BATCH
+    for _ in range(n_calls):
         arrs = next(it, None)
         for ds, a in zip(dsets, arrs if arrs is not None else (None,) * 4):
             _write_rows(ds, pos, a, dxpl)
@@ -332,24 +334,22 @@ def write_result(path, comm, meta, buf, stats_local, layer_counts_local):
             with h5py.File(tmp, "w", driver="mpio", comm=comm) as f:
                 _common(f, meta, total, size, io_mode, stats_all, layer_counts)
                 _test_pause()
-                _write_slices(f, comm, offset, total, buf, collective=True)
+                dsets = _create_regions(f, total, buf)
+                dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
+                dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
+                n_calls = comm.allreduce((buf.count + BATCH - 1) // BATCH, op=_mpi_max())
+                _write_batches(dsets, offset, buf, dxpl, n_calls)
         else:
             if rank == 0:
                 with h5py.File(tmp, "w") as f:
                     _common(f, meta, total, size, io_mode, stats_all, layer_counts)
                     _test_pause()
-                    _write_slices(f, None, offset, total, buf, collective=False)
+                    _write_batches(_create_regions(f, total, buf), offset, buf)
             for r in range(1, size):
                 comm.Barrier()
                 if rank == r:
                     with h5py.File(tmp, "r+") as f:
-                        g = f["regions"]
-                        dsets = [g["pattern"], g["interior_point"], g["radius"], g["affine_rank"]]
-                        pos = offset
-                        for arrs in buf.batches(BATCH):
-                            for ds, a in zip(dsets, arrs):
-                                _write_rows(ds, pos, a, None)
-                            pos += len(arrs[2])
+                        _write_batches([f["regions"][name] for name in REGION_DATASETS], offset, buf)
         if comm is not None:
             comm.Barrier()
         if rank == 0:
