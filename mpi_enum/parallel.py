@@ -7,7 +7,9 @@ The communicator is always passed in (never ``COMM_WORLD`` at import time).
    are at least ``split_factor * P`` subtrees, then deals them round-robin: item i goes to rank
    i mod P.  Every rank computes the same partition itself, so no rank waits for another before
    its first work.  Regions met during this expansion are kept by rank 0 only.
-2. Each rank enumerates its subtrees depth-first with :class:`mpi_enum.engine.Engine`.
+2. Each rank enumerates its subtrees depth-first with :class:`mpi_enum.engine.Engine`, in
+   budgeted pieces; idle ranks steal the shallowest open subtrees through the RMA queues of
+   :mod:`mpi_enum.rma`, and finished pieces are journaled by :mod:`mpi_enum.checkpoint`.
 3. Results go to one HDF5 file through :func:`mpi_enum.results.write_result`.
 """
 from __future__ import annotations
@@ -66,33 +68,6 @@ class RegionSink:
 
     def batch(self, bits, Y, r, ranks):
         self.buf.extend(*region_rows(self.dom, bits, Y, r, ranks))
-
-
-def run_static(comm, problem, split_factor=16, progress=None, spill_dir=None, log=None, skew=False):
-    """Enumerate with a static partition only (no stealing).  Returns a result dict."""
-    rank, size = comm.rank, comm.size
-    t0 = time.perf_counter()
-    eng = Engine(problem)
-    sink = RegionSink(problem, spill_dir)
-    items, top_regions = top_partition(eng, size, split_factor)
-    if rank == 0:
-        for reg in top_regions:
-            sink(*reg)
-    else:
-        eng.stats.layer_counts[:] = 0
-        eng.stats.regions = 0
-    mine = (list(items) if rank == 0 else []) if skew else [it for i, it in enumerate(items) if i % size == rank]
-    busy0 = time.perf_counter()
-    stack = list(reversed(mine))
-    while stack:
-        eng.explore(stack.pop(), sink)
-    busy = time.perf_counter() - busy0
-    st = eng.stats.as_dict()
-    stats = {"nodes": st["nodes"], "lps": st["lps"], "regions": sink.buf.count,
-             "busy_seconds": busy, "idle_seconds": 0.0, "steals_attempted": 0, "steals_succeeded": 0,
-             "items_given": 0, "items_static": len(mine), "poll_seconds": 0.0}
-    return {"buffer": sink.buf, "stats": stats, "layer_counts": eng.stats.layer_counts.copy(),
-            "complete": True, "wall_start": t0}
 
 
 def _env_float(name, default):
@@ -249,19 +224,16 @@ def _fail_spec():
 
 
 def run_parallel(comm, problem, args, stopper=None):
-    """Entry point used by the CLI: the dynamic (work-stealing) driver unless told otherwise.
+    """Entry point used by the CLI: the work-stealing driver :func:`run_dynamic`.
 
     Options read from ``args`` when present (with environment fallbacks, so that tests and
-    benchmarks need no CLI change): ``static`` / ``MPI_ENUM_STATIC=1`` (static partition only),
-    ``skew`` / ``MPI_ENUM_SKEW=1``, ``budget`` / ``MPI_ENUM_BUDGET``; test hooks
+    benchmarks need no CLI change): ``skew`` / ``MPI_ENUM_SKEW=1``, ``budget`` / ``MPI_ENUM_BUDGET``; test hooks
     ``MPI_ENUM_TEST_FAIL=rank:nodes`` and ``MPI_ENUM_TEST_DELAY=seconds``.
     """
     split = getattr(args, "split_factor", 16)
     progress = getattr(args, "progress", None)
     spill = getattr(args, "spill_dir", None)
     skew = bool(getattr(args, "skew", False)) or os.environ.get("MPI_ENUM_SKEW", "") == "1"
-    if getattr(args, "static", False) or os.environ.get("MPI_ENUM_STATIC", "") == "1":
-        return run_static(comm, problem, split_factor=split, progress=progress, spill_dir=spill, skew=skew)
     budget = getattr(args, "budget", None)
     if budget is None and os.environ.get("MPI_ENUM_BUDGET"):
         budget = int(os.environ["MPI_ENUM_BUDGET"])
