@@ -32,7 +32,8 @@ PYTHON="${PYTHON:-python3}"
 
 APT_PACKAGES=(mpich libmpich-dev libhdf5-mpich-dev pkg-config
               python3 python3-venv python3-dev build-essential ca-certificates)
-PIP_PACKAGES=("setuptools>=77" wheel Cython pkgconfig numpy scipy highspy
+# scikit-build-core: the build backend of `pip install --no-build-isolation -e .` (the kernel)
+PIP_PACKAGES=("setuptools>=77" wheel Cython pkgconfig "scikit-build-core>=0.10" numpy scipy highspy
               pytest pytest-mpi pytest-timeout hypothesis matplotlib psutil onnx)
 
 # Always name the MPICH tools explicitly: plain mpicc/mpiexec may be Open MPI's.
@@ -128,6 +129,23 @@ ensure_h5py_mpi() {
     h5py_has_mpi || die "h5py was built but reports no MPI support (check $HDF5_PKGCONFIG_NAME)"
 }
 
+# pip install -e .: the package and its compiled kernel mpi_enum.engine._kernel (CMake through
+# scikit-build-core; incremental in build/). --no-build-isolation: this venv's scikit-build-core
+# (PIP_PACKAGES) builds it. --no-deps: the dependencies are installed above, and pip must never
+# replace the MPI-built h5py by a serial wheel.
+install_project() {
+    local cmv
+    cmv="$({ cmake --version || "$VENV/bin/cmake" --version; } 2>/dev/null | sed -nE '1s/.* ([0-9]+)\.([0-9]+).*/\1 \2/p' || true)"
+    if [ -z "$cmv" ] || [ "$(printf '%s\n' "$cmv" | awk '{print ($1 > 3 || ($1 == 3 && $2 >= 18))}')" != 1 ]; then
+        log "pip install cmake (the kernel build needs CMake >= 3.18)"
+        pip_ install -q "cmake>=3.18"
+    fi
+    log "pip install -e . (builds the compiled kernel)"
+    pip_ install -q --no-build-isolation --no-deps -e .
+    "$VPY" -c 'import mpi_enum.engine' || die "the compiled kernel did not build or import (see above)"
+    ensure_h5py_mpi
+}
+
 setup_hash() {
     { cat pyproject.toml "$SELF"; "$VPY" --version 2>&1; } | sha256sum | cut -d' ' -f1
 }
@@ -139,6 +157,8 @@ ensure_python_packages() {
     if [ "$want" = "$have" ] && "$VPY" -c 'import importlib.metadata as m; m.version("mpi_enum")' >/dev/null 2>&1; then
         note "python packages up to date"
         ensure_h5py_mpi
+        # the compiled kernel is missing or older than its C sources: rebuild it (incremental)
+        "$VPY" -c 'import mpi_enum.engine' >/dev/null 2>&1 || install_project
         return
     fi
     local t0=$SECONDS
@@ -147,9 +167,7 @@ ensure_python_packages() {
     pip_ install -q "${PIP_PACKAGES[@]}"
     install_mpi4py
     ensure_h5py_mpi
-    log "pip install -e ."
-    pip_ install -q --no-build-isolation -e .
-    ensure_h5py_mpi   # in case a dependency pulled in a serial h5py wheel
+    install_project
     ensure_torch
     echo "$want" > "$STAMP"
     note "python packages installed in $((SECONDS - t0)) s"
@@ -212,15 +230,6 @@ print("    mpi_enum %s | %s | HDF5 %s (parallel) | h5py %s | mpi4py %s" % (
 EOF
 }
 
-# Compile the C kernel now (mpi_enum.kernel_c: a no-op while the library is up to date), so
-# that the first MPI run does not compile it on every rank at once. Not fatal: without a
-# compiler mpi_enum falls back to its LP kernel.
-ensure_kernel() {
-    [ -f mpi_enum/kernel_c.py ] || return 0
-    "$VPY" -m mpi_enum.kernel_c >/dev/null 2>&1 \
-        || note "warning: could not build the C kernel (python -m mpi_enum.kernel_c); the LP kernel will be used"
-}
-
 do_setup() {
     local t0=$SECONDS
     log "setup: system packages"
@@ -238,7 +247,6 @@ do_setup() {
     ensure_venv
     ensure_python_packages
     ensure_launchers
-    ensure_kernel
     log "setup: check"
     verify
     note "setup done in $((SECONDS - t0)) s"
@@ -263,60 +271,10 @@ do_run() {
 }
 
 do_test() {
-    export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-    export OMPI_MCA_rmaps_base_oversubscribe=1   # harmless for MPICH (which oversubscribes anyway)
-    local failed=() rc p
-
-    local logdir tot_pass=0 tot_fail=0 tot_skip=0
-    logdir="$(mktemp -d)"
-    # add the counts of a pytest run's last summary line ("3 failed, 10 passed, 1 skipped in 2s")
-    count() {
-        local line n
-        line="$(grep -E '[0-9]+ (passed|failed|error|errors|skipped)' "$1" | tail -n 1 || true)"
-        n="$(sed -nE 's/.*[^0-9]([0-9]+) passed.*/\1/p; s/^([0-9]+) passed.*/\1/p' <<<"$line" | head -n 1)"
-        tot_pass=$((tot_pass + ${n:-0}))
-        n="$(sed -nE 's/(^|.*[^0-9])([0-9]+) failed.*/\2/p' <<<"$line" | head -n 1)"
-        tot_fail=$((tot_fail + ${n:-0}))
-        n="$(sed -nE 's/(^|.*[^0-9])([0-9]+) errors?.*/\2/p' <<<"$line" | head -n 1)"
-        tot_fail=$((tot_fail + ${n:-0}))
-        n="$(sed -nE 's/(^|.*[^0-9])([0-9]+) skipped.*/\2/p' <<<"$line" | head -n 1)"
-        tot_skip=$((tot_skip + ${n:-0}))
-    }
-
-    log "test: serial suite: python -m pytest -q tests --ignore=tests/mpi $*"
-    rc=0
-    "$VPY" -m pytest -q tests --ignore=tests/mpi "$@" 2>&1 | tee "$logdir/serial.log" || rc=$?
-    count "$logdir/serial.log"
-    [ $rc -eq 0 ] || failed+=("serial(rc=$rc)")
-
-    if [ -d tests/mpi ]; then
-        for p in 1 2 3; do
-            log "test: MPI suite on $p rank(s): mpiexec -n $p python -m mpi4py -m pytest -q --with-mpi tests/mpi $*"
-            rc=0
-            # only rank 0 reports to the terminal; every rank's output is kept in $logdir
-            timeout --kill-after=30 900 "$VENV/bin/mpiexec" -n "$p" -outfile-pattern "$logdir/mpi$p.rank%r.log" \
-                "$VPY" -m mpi4py -m pytest -q --with-mpi tests/mpi -p no:cacheprovider "$@" || rc=$?
-            sed "/= MPI Information =/,/^mpi4py config:/d" "$logdir/mpi$p.rank0.log"  # pytest-mpi banner
-            count "$logdir/mpi$p.rank0.log"
-            if [ $rc -eq 5 ]; then
-                note "no MPI tests collected (pytest exit 5): counted as success"
-                rc=0
-            fi
-            [ $rc -eq 0 ] || failed+=("mpi-n$p(rc=$rc)")
-        done
-    else
-        log "test: no tests/mpi directory; MPI suite skipped"
-    fi
-
-    log "test summary"
-    if [ ${#failed[@]} -gt 0 ]; then
-        note "FAILED: ${failed[*]} (logs of every rank in $logdir)"
-        [ $tot_fail -gt 0 ] || tot_fail=${#failed[@]}
-        echo "tests: $tot_pass passed, $tot_fail failed, $tot_skip skipped"
-        return 1
-    fi
-    note "all test runs passed"
-    echo "tests: $tot_pass passed, $tot_fail failed, $tot_skip skipped"
+    # tests/run_suites.py: the serial suite, then the MPI suite at 1, 2 and 3 ranks (with timeouts);
+    # totals from pytest's JUnit reports; the last line is "tests: N passed, N failed, N skipped"
+    log "test: $VPY tests/run_suites.py $*"
+    "$VPY" tests/run_suites.py "$@"
 }
 
 cmd="${1:-setup}"

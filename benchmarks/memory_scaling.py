@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpi_enum.network import random_mlp
+from mpi_enum.model.network import random_mlp
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILY = [(4, [12, 12, 12]), (4, [22, 22, 22])]
@@ -47,10 +47,9 @@ def main():
         net = os.path.join(tmp, f"d{d}_{'x'.join(map(str, widths))}.npz")
         np.savez(net, **random_mlp(d, widths))
         out = os.path.join(tmp, "out.h5")
-        env = dict(os.environ, MPI_ENUM_SPILL_BYTES=str(int(a.spill_mb * 2**20)))
         rss_kb = int(subprocess.run([sys.executable, "-c", WRAPPER, str(exe), "run", net, "-o", out, "--force",
-                                     "--spill-dir", tmp], check=True, capture_output=True, text=True,
-                                    env=env).stdout.split()[-1])
+                                     "--spill-dir", tmp, "--spill-mb", str(a.spill_mb)], check=True,
+                                    capture_output=True, text=True).stdout.split()[-1])
         info = json.loads(subprocess.run([str(exe), "info", out, "--json"], check=True, capture_output=True,
                                          text=True).stdout)
         rows.append({"network": os.path.basename(net), "regions": info["n_regions"],

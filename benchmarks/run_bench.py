@@ -3,9 +3,10 @@
 
     .venv/bin/python benchmarks/run_bench.py              # full: every bench net + ACAS Xu 1_1 prop-3 box
     .venv/bin/python benchmarks/run_bench.py --short      # CI: small nets; pattern sets must equal the
-                                                          # yardstick's and the LP kernel's (no timing claims)
+                                                          # yardstick's and the test oracle's (no timing claims)
     options: --yard-cap S (yardstick time cap per net, default 60), --no-tol (skip the tol sweep),
-             --kernel c|lp|auto (engine kernel, default auto), --nets GLOB, --no-acas, --out FILE
+             --reference (time the test oracle tests/reference_engine.py, the pure Python + HiGHS
+             search, instead of the engine), --nets GLOB, --no-acas, --out FILE
 
 Every measurement runs in its own subprocess (one core: OPENBLAS/OMP threads = 1), so the peak RSS
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is that of the one run.
@@ -50,9 +51,10 @@ def _problem(spec, tol):
     sys.path.insert(0, str(REPO))
     import numpy as np
 
-    from mpi_enum.domain import box_domain
-    from mpi_enum.engine import Problem
-    from mpi_enum.network import Network, load_network
+    from mpi_enum.model.domain import box_domain
+    from mpi_enum.model.problem import Problem
+    from mpi_enum.model.network import Network
+    from mpi_enum.loaders import load_network
 
     if spec.startswith("random:"):
         _, seed, d, widths = spec.split(":")
@@ -93,17 +95,28 @@ def _pattern_hash(pats):
     return h.hexdigest()
 
 
-def child_fast(spec, tol, kernel):
+def _engine_class(which):
+    """The engine class: the package's (compiled kernel), or with "reference" the test oracle."""
+    if which == "reference":
+        sys.path.insert(0, str(REPO / "tests"))
+        from reference_engine import ReferenceEngine
+
+        return ReferenceEngine
+    from mpi_enum.engine.search import Engine
+
+    return Engine
+
+
+def child_fast(spec, tol, which):
     import resource
 
-    from mpi_enum.engine import Engine
-
     prob = _problem(spec, tol)
+    Engine = _engine_class(which)
     # short runs are repeated (fresh engine each time) until 2 s have passed, at most 5 times;
     # the best time counts (the machines are shared and noisy)
     best, spent, reps = math.inf, 0.0, 0
     while reps < 5 and (reps == 0 or spent < 2.0):
-        eng = Engine(prob, kernel)
+        eng = Engine(prob)
         pats = PatternHash()
         t0 = time.perf_counter()
         eng.explore(eng.root_item(), lambda b, y, r, rk: pats.add(b))
@@ -113,7 +126,7 @@ def child_fast(spec, tol, kernel):
     st = eng.stats.as_dict()
     return {"regions": pats.n, "seconds": sec, "lps": st["lps"], "nodes": st["nodes"],
             "lp_fallbacks": int(getattr(eng.stats, "lp_fallbacks", 0)), "layer_counts": st["layer_counts"],
-            "kernel": type(eng).__name__, "patterns_sha": pats.hexdigest(), "repeats": reps,
+            "engine": type(eng).__name__, "patterns_sha": pats.hexdigest(), "repeats": reps,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             "k": prob.k, "widths": prob.widths}
 
@@ -164,11 +177,9 @@ def child_yard(spec, cap, tol):
 
 
 def child_ref(spec, tol):
-    """Pattern hash of the reference LP kernel (for --short)."""
-    from mpi_enum.engine import Engine
-
+    """Pattern hash of the test oracle (tests/reference_engine.py, for --short)."""
     prob = _problem(spec, tol)
-    eng = Engine(prob, "lp")
+    eng = _engine_class("reference")(prob)
     pats = []
     eng.explore(eng.root_item(), lambda b, y, r, rk: pats.append(b))
     return {"regions": len(pats), "patterns_sha": _pattern_hash(pats)}
@@ -198,7 +209,7 @@ def main(argv=None):
     ap.add_argument("--yard-cap", type=float, default=60.0)
     ap.add_argument("--no-tol", action="store_true")
     ap.add_argument("--no-acas", action="store_true")
-    ap.add_argument("--kernel", default="auto")
+    ap.add_argument("--reference", action="store_true")
     ap.add_argument("--nets", default=str(BENCH / "nets" / "*.npz"))
     ap.add_argument("--out", default=None)
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -220,8 +231,10 @@ def main(argv=None):
         return 2
     import platform
 
+    which = "reference" if a.reference else "engine"
+
     report = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.node(), "short": a.short,
-              "yard_cap_s": a.yard_cap, "kernel": a.kernel, "python": sys.version.split()[0], "nets": []}
+              "yard_cap_s": a.yard_cap, "engine": which, "python": sys.version.split()[0], "nets": []}
     failures = []
 
     if a.short:
@@ -229,9 +242,9 @@ def main(argv=None):
         nets_d2 = BENCH / "nets" / "bench_d2_16x3.npz"
         if nets_d2.exists():
             specs.append(str(nets_d2))
-        print(f"{'network':<24} {'regions':>8} {'yardstick':>9} {'lp ref':>8}  same")
+        print(f"{'network':<24} {'regions':>8} {'yardstick':>9} {'oracle':>8}  same")
         for spec in specs:
-            f = spawn(["--child", "fast", spec, 1e-9, a.kernel])
+            f = spawn(["--child", "fast", spec, 1e-9, which])
             y = spawn(["--child", "yard", spec, 1e9, 1e-9])
             r = spawn(["--child", "ref", spec, 1e-9])
             same = f["patterns_sha"] == y["patterns_sha"] == r["patterns_sha"]
@@ -248,7 +261,7 @@ def main(argv=None):
         print(hdr)
         print("-" * len(hdr), flush=True)
         for spec in specs:
-            f = spawn(["--child", "fast", spec, 1e-9, a.kernel])
+            f = spawn(["--child", "fast", spec, 1e-9, which])
             y = spawn(["--child", "yard", spec, a.yard_cap, 1e-9])
             fr = f["regions"] / f["seconds"]
             yr = y["regions"] / y["seconds"] if y["regions"] else None
@@ -276,7 +289,7 @@ def main(argv=None):
             print(f"{'network':<32} " + " ".join(f"{t:>10.0e}" for t in TOLS))
             report["tol_sweep"] = {}
             for spec in specs:
-                counts = [spawn(["--child", "fast", spec, t, a.kernel])["regions"] for t in TOLS]
+                counts = [spawn(["--child", "fast", spec, t, which])["regions"] for t in TOLS]
                 report["tol_sweep"][spec] = dict(zip([str(t) for t in TOLS], counts))
                 print(f"{Path(spec).stem[:32]:<32} " + " ".join(f"{c:>10,}" for c in counts), flush=True)
 

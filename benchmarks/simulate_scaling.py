@@ -38,10 +38,11 @@ sys.path.insert(0, str(REPO))
 
 
 def record(net_path, budget, split=64):
-    from mpi_enum.domain import make_domain
-    from mpi_enum.engine import Engine, Problem
-    from mpi_enum.network import load_network
-    from mpi_enum.parallel import top_partition
+    from mpi_enum.loaders.domain_options import make_domain
+    from mpi_enum.engine.search import Engine
+    from mpi_enum.model.problem import Problem
+    from mpi_enum.loaders import load_network
+    from mpi_enum.parallel.driver import top_partition
 
     net = load_network(net_path)
     prob = Problem(net, make_domain(net), 1e-9)

@@ -4,6 +4,11 @@ Bad input or usage: one line ``mpi-enum: error: <file>: <problem>`` on stderr, e
 traceback.  In ``run``, every rank validates the inputs itself and the ranks agree on the verdict
 with one collective before any other collective.  An unexpected exception on any rank prints its
 traceback and aborts the whole MPI job (``MPI.COMM_WORLD.Abort``), so no rank ever hangs.
+
+``run`` goes through the pipeline of :mod:`mpi_enum.api` (``plan_run``, ``agree``, ``execute``),
+the same one as ``mpi_enum.enumerate``; its options become one
+:class:`mpi_enum.options.RunOptions` (hidden developer options included: ``--budget``,
+``--skew``, ``--debug-fail-after``, ``--debug-item-delay``, ``--debug-write-delay``).
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import time
 import traceback
 
 from .console import say
-from .errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STOPPED, InputError
+from .errors import EXIT_BAD_INPUT, EXIT_IO, EXIT_OK, EXIT_STOPPED, InputError, OutputError
 
 
 def _is_number_list(arg):
@@ -41,9 +46,19 @@ class _Parser(argparse.ArgumentParser):
         return super()._parse_optional(arg_string)
 
 
+class _Once(argparse.Action):
+    """A domain option may be given only once (a second --box must not silently win)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, "_given_" + self.dest, False):
+            raise argparse.ArgumentError(self, "given twice (give it once)")
+        setattr(namespace, "_given_" + self.dest, True)
+        setattr(namespace, self.dest, True if self.nargs == 0 else values)
+
+
 def build_parser():
     p = _Parser(prog="mpi-enum", description="Exact enumeration of the activation regions of ReLU networks (MPI).")
-    from . import __version__
+    from ._version import __version__
 
     p.add_argument("--version", action="version", version=f"mpi_enum {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -54,26 +69,40 @@ def build_parser():
     r.add_argument("-o", "--output", metavar="OUT.h5", default=None,
                    help="result file (default results/<network name>.h5)")
     dom = r.add_argument_group("domain (at most one; default: the network's box, else [-1, 1]^d)")
-    dom.add_argument("--box", nargs=2, metavar=("LO", "HI"), help="scalars or comma lists of length d")
-    dom.add_argument("--polytope", metavar="FILE.npz", help="arrays A (m, d), b (m,): {x : A x <= b}")
-    dom.add_argument("--ball", nargs=2, metavar=("CENTER.npy", "RADIUS"),
+    dom.add_argument("--box", nargs=2, metavar=("LO", "HI"), action=_Once, help="scalars or comma lists of length d")
+    dom.add_argument("--polytope", metavar="FILE.npz", action=_Once, help="arrays A (m, d), b (m,): {x : A x <= b}")
+    dom.add_argument("--ball", nargs=2, metavar=("CENTER.npy", "RADIUS"), action=_Once,
                      help="L-infinity ball around a point, cut to the network's default box")
-    dom.add_argument("--plane", metavar="POINTS.npy", help="rows x0, x1, x2: a 2-D parallelogram slice")
-    dom.add_argument("--line", metavar="POINTS.npy", help="rows x0, x1: a segment")
-    dom.add_argument("--unbounded", action="store_true", help="all of R^d")
+    dom.add_argument("--plane", metavar="POINTS.npy", action=_Once, help="rows x0, x1, x2: a 2-D parallelogram slice")
+    dom.add_argument("--line", metavar="POINTS.npy", action=_Once, help="rows x0, x1: a segment")
+    dom.add_argument("--unbounded", nargs=0, action=_Once, default=False, help="all of R^d")
     r.add_argument("--tol", type=float, default=1e-9,
                    help="keep a side only if it holds a ball of radius > tol (relative to the domain's size)")
-    r.add_argument("--checkpoint-dir", metavar="DIR", default=None)
+    r.add_argument("--checkpoint-dir", metavar="DIR", default=None,
+                   help="journal of finished work (default OUT.h5.checkpoint, removed once the result is complete)")
     r.add_argument("--checkpoint-interval", type=float, metavar="S", default=None)
-    r.add_argument("--resume", action="store_true")
+    r.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint (--checkpoint-dir, default OUT.h5.checkpoint)")
     r.add_argument("--time-limit", type=float, metavar="S", default=None)
     r.add_argument("--progress", type=float, metavar="S", default=None,
                    help="print progress every S seconds (rank 0)")
-    r.add_argument("--force", action="store_true", help="replace an existing output file")
+    r.add_argument("--force", action="store_true", help="replace an existing output file (or OUT.partial.h5)")
     r.add_argument("--split-factor", type=int, default=16, metavar="K",
                    help="static partition: at least K subtrees per rank (default 16)")
     r.add_argument("--spill-dir", default=None, metavar="DIR",
                    help="per-rank scratch files for results larger than memory (default: $TMPDIR)")
+    r.add_argument("--spill-mb", type=float, default=None, metavar="MB",
+                   help="region rows held in memory per rank before they spill to --spill-dir (default 64)")
+    # developer and test knobs (mpi_enum.options.RunOptions): not listed by --help
+    r.add_argument("--budget", type=int, default=None, help=argparse.SUPPRESS)
+    r.add_argument("--skew", action="store_true", help=argparse.SUPPRESS)
+    r.add_argument("--debug-fail-after", metavar="RANK:NODES", default=None, help=argparse.SUPPRESS)
+    r.add_argument("--debug-item-delay", type=float, metavar="S", default=None, help=argparse.SUPPRESS)
+    r.add_argument("--debug-write-delay", type=float, metavar="S", default=None, help=argparse.SUPPRESS)
+    r.add_argument("--debug-write-fail", type=int, metavar="RANK", default=None, help=argparse.SUPPRESS)
+
+    stat = sub.add_parser("status", help="how a run ended: exit 0 complete, 3 stopped early (resumable), 2 no result")
+    stat.add_argument("out_h5", metavar="OUT.h5", help="the run's -o path")
 
     i = sub.add_parser("info", help="summary of a result file")
     i.add_argument("out_h5", metavar="OUT.h5")
@@ -117,20 +146,22 @@ def main(argv=None):
     try:
         if args.command == "info":
             return cmd_info(args)
+        if args.command == "status":
+            return cmd_status(args)
         if args.command == "verify":
-            from . import verify
+            from .post import verify
 
             return verify.main(args)
         if args.command == "analyze":
-            from . import analyze
+            from .post import analyze
 
             return analyze.main(args)
         if args.command == "plot":
-            from . import plot
+            from .post import plot
 
             return plot.main(args)
         if args.command == "convert":
-            from . import convert
+            from .post import convert
 
             return convert.main(args)
     except InputError as exc:
@@ -148,7 +179,7 @@ def main(argv=None):
 
 
 def cmd_info(args):
-    from .results import read_summary
+    from .io.results import read_summary
 
     s = read_summary(args.out_h5)
     if args.json:
@@ -171,131 +202,186 @@ def cmd_info(args):
     return EXIT_OK
 
 
+def cmd_status(args):
+    """The state of a run's output path, as an exit status that means what ``run``'s means
+    (0 complete, 3 stopped early with a checkpoint), whatever the launcher returned."""
+    from .io.checkpoint import list_generations
+    from .io.outfile import partial_path
+    from .io.results import read_summary
+
+    out = args.out_h5
+    if os.path.exists(out):
+        s = read_summary(out)
+        if s["complete"]:
+            print(f"{out}: complete, {s['n_regions']} regions")
+            return EXIT_OK
+    part = partial_path(out)
+    if not os.path.exists(part):
+        raise InputError(f"{out}: no result: neither {out} nor {part} exists")
+    s = read_summary(part)
+    ck = s.get("checkpoint_dir", "")
+    if s["complete"] or not ck or not os.path.isdir(ck) or not list_generations(ck):
+        raise InputError(f"{part}: a partial result without its checkpoint ({ck or 'none recorded'}): it cannot be "
+                         f"continued")
+    print(f"{out}: stopped early ({s.get('stopped_reason') or 'stopped'}), {s['n_regions']} regions so far in {part}; "
+          f"checkpoint {ck}; continue with: {s.get('resume_hint') or '--resume'}")
+    return EXIT_STOPPED
+
+
 # ----------------------------------------------------------------------------- run
 
-def _validate(args):
-    """Load and check everything; raise InputError.  Runs on every rank."""
-    from .domain import make_domain
-    from .network import load_network
+DOMAIN_OPTIONS = ("box", "polytope", "ball", "plane", "line", "unbounded")
 
-    net = load_network(args.network)
-    domain = make_domain(net, box=args.box, polytope=args.polytope, ball=args.ball, plane=args.plane,
-                         line=args.line, unbounded=args.unbounded)
-    import math
 
-    if not (math.isfinite(args.tol) and args.tol > 0):
-        raise InputError(f"--tol must be a finite number > 0, got {args.tol}")
-    if args.split_factor < 1:
-        raise InputError(f"--split-factor must be >= 1, got {args.split_factor}")
-    for opt in ("progress", "time_limit", "checkpoint_interval"):
-        v = getattr(args, opt)
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise InputError(f"--{opt.replace('_', '-')} must be a number > 0, got {v}")
-    if args.resume and not args.checkpoint_dir:
-        raise InputError("--resume needs --checkpoint-dir")
-    out = args.output
-    if out is None:
-        stem = os.path.splitext(os.path.basename(args.network))[0]
-        out = os.path.join("results", stem + ".h5")
-    if os.path.isdir(out):
-        raise InputError(f"{out}: is a directory")
-    if os.path.exists(out) and not args.force:
-        raise InputError(f"{out}: output file exists (use --force to replace it)")
-    parent = os.path.dirname(os.path.abspath(out))
-    if os.path.exists(parent) and not os.path.isdir(parent):
-        raise InputError(f"{parent}: is not a directory")
-    if os.path.isdir(parent) and not os.access(parent, os.W_OK):
-        raise InputError(f"{parent}: output directory is not writable")
-    if args.checkpoint_dir is None and (args.time_limit is not None or args.checkpoint_interval is not None):
-        args.checkpoint_dir = out + ".checkpoint"  # a time-limited run must be resumable
-    if args.checkpoint_dir is not None:
-        from .checkpoint import check_checkpoint_dir, meta_for
+def default_output(network):
+    stem = os.path.splitext(os.path.basename(network))[0]
+    return os.path.join("results", stem + ".h5")
 
-        check_checkpoint_dir(args.checkpoint_dir, meta_for(net, domain, args.tol), args.resume)
-    return net, domain, out
+
+def _plan(args, lock=False):
+    """Load and check everything (:func:`mpi_enum.api.plan_run`, shared with the Python API);
+    raise InputError.  Runs on every rank; rank 0 (``lock``) also takes the run's locks."""
+    from .api import plan_run
+    from .options import RunOptions
+
+    out = args.output if args.output is not None else default_output(args.network)
+    return plan_run(args.network, {k: getattr(args, k) for k in DOMAIN_OPTIONS},
+                    RunOptions.args_fields(args), out, lock=lock)
 
 
 def partial_path(out):
     """Where a stopped run writes its partial result (the real output path is never touched)."""
-    root, ext = os.path.splitext(out)
-    return root + ".partial" + (ext or ".h5")
+    from .io.outfile import partial_path as pp
+
+    return pp(out)
 
 
 def _run_guarded(args, argv):
+    from .io.outfile import io_problem, is_io_error
+    from .parallel.stopper import Stopper
+
+    t0 = time.perf_counter()
+    # flag-only signal handlers before MPI starts, and kept until the process exits: a stop signal
+    # never kills a rank, however early or late it comes (once the result is written it is moot)
+    stopper = Stopper(args.time_limit, args.checkpoint_interval)
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
     try:
-        return cmd_run(comm, args, argv)
+        return _cmd_run(comm, args, argv, t0, stopper)
     except SystemExit:
         raise
-    except BaseException as exc:  # a bug or a signal: never leave the other ranks hanging
+    except BaseException as exc:  # a bug, a signal or a failing disk: never leave the other ranks hanging
+        code = 1
         if isinstance(exc, KeyboardInterrupt):
             say(f"mpi-enum: rank {comm.rank}: interrupted", sys.stderr)
+        elif is_io_error(exc):  # a full disk or quota in --spill-dir or the checkpoint: one line
+            code = EXIT_IO
+            where = exc.filename or "a file of the run"
+            say(f"mpi-enum: rank {comm.rank}: error: {where}: {io_problem(exc)}; the job stops here"
+                f"{getattr(args, '_ck_note', '')}", sys.stderr)
         else:
             say(f"mpi-enum: rank {comm.rank}: unexpected error, aborting the job:", sys.stderr)
             traceback.print_exc()
             sys.stderr.flush()
         if comm.size > 1:
-            comm.Abort(1)
-        return 1
+            comm.Abort(code)
+        return code
 
 
 def cmd_run(comm, args, argv):
-    from .stopper import Stopper
+    """``mpi-enum run`` on ``comm`` (the signal handlers are put back afterwards)."""
+    from .parallel.stopper import Stopper
 
     t0 = time.perf_counter()
-    stopper = Stopper(args.time_limit, args.checkpoint_interval)  # flag-only signal handlers, early
+    stopper = Stopper(args.time_limit, args.checkpoint_interval)
     try:
         return _cmd_run(comm, args, argv, t0, stopper)
     finally:
         stopper.restore()
 
 
+def _continue_command(argv, size):
+    """The command that continues a stopped run: the same arguments plus --resume."""
+    words = [a for a in argv if a != "--resume"] + ["--resume"]
+    launch = f"mpiexec -n {size} " if size > 1 else ""
+    return launch + "mpi-enum " + " ".join(shlex.quote(a) for a in words)
+
+
 def _cmd_run(comm, args, argv, t0, stopper):
+    from .api import agree
+
+    try:  # every rank validates; one collective agrees on the verdict before any other collective
+        plan = agree(comm, lambda: _plan(args, lock=comm.rank == 0))
+    except InputError as exc:  # the lowest failing rank reports
+        if comm.rank == getattr(exc, "rank", comm.rank):
+            _err(str(exc))
+        return EXIT_BAD_INPUT
+    complete = False
+    try:
+        rc, complete = _run_plan(comm, plan, args, argv, t0, stopper)
+        return rc
+    finally:
+        plan.release(complete=complete)  # the locks; the default checkpoint once the result is complete
+
+
+def _run_plan(comm, plan, args, argv, t0, stopper):
+    """The run after the inputs are agreed on.  Returns (exit status, complete and written)."""
     from mpi4py import MPI
 
-    verdict = None
-    try:
-        net, domain, out = _validate(args)
-    except InputError as exc:
-        verdict = str(exc)
-    # agree on the verdict before any other collective: the lowest failing rank reports
-    bad = comm.allreduce(comm.rank if verdict is not None else comm.size, op=MPI.MIN)
-    if bad < comm.size:
-        if comm.rank == bad:
-            _err(verdict)
-        return EXIT_BAD_INPUT
+    from .api import LARGE_TOL, execute
+    from .io.outfile import fsync_path, io_problem, is_io_error, remove_stale_temps, unlink_quietly
+    from .io.results import write_result
+
+    out, opts = plan.out, plan.options
+    ck = opts.checkpoint_dir
+    again = _continue_command(argv, comm.size)
+    args._ck_note = f"; the checkpoint in {ck} stays usable: continue with {again} once the problem is fixed"
     if comm.rank == 0:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-
-    from .engine import Problem
-    from .parallel import run_parallel
-    from .results import software_versions, write_result
-
-    problem = Problem(net, domain, args.tol)
+        if opts.tol > LARGE_TOL and plan.domain.bounded:
+            say(f"mpi-enum: warning: --tol {opts.tol:g} is large: tol is relative to the domain (its inscribed "
+                f"radius is 1), and regions that hold no ball of radius > tol are not reported", sys.stderr)
     try:
-        res = run_parallel(comm, problem, args, stopper=stopper)
+        run = execute(comm, plan, stopper, t0, command_line="mpi-enum " + " ".join(shlex.quote(a) for a in argv))
     except InputError as exc:  # an unusable checkpoint: raised on every rank together
         if comm.rank == 0:
             _err(str(exc))
-        return EXIT_BAD_INPUT
-    if not res["complete"]:
-        out = partial_path(out)
-    if args.progress:  # one line per rank (launchers label them): where the time went
+        return EXIT_BAD_INPUT, False
+    except OSError as exc:  # --spill-dir or the checkpoint on a full disk: this rank ends the job
+        if not is_io_error(exc):
+            raise
+        say(f"mpi-enum: rank {comm.rank}: error: {exc.filename or 'a file of the run'}: {io_problem(exc)}; "
+            f"the job stops here{args._ck_note}", sys.stderr)
+        if comm.size > 1:
+            plan.release()  # rank 0: its lock files (the locks themselves die with the process)
+            comm.Abort(EXIT_IO)
+        return EXIT_IO, False
+    res = run.res
+    complete = bool(res["complete"])
+    target = out if complete else partial_path(out)
+    meta = dict(run.meta)
+    if not complete:
+        meta.update(checkpoint_dir=os.path.abspath(ck), resume_hint=again)
+    if opts.progress:  # one line per rank (launchers label them): where the time went
         st = res["stats"]
         say(f"mpi-enum: rank {comm.rank}/{comm.size}: {st.get('regions', 0)} regions, {st.get('nodes', 0)} nodes, "
             f"busy {st.get('busy_seconds', 0.0):.2f} s, idle {st.get('idle_seconds', 0.0):.2f} s, "
             f"steals {st.get('steals_succeeded', 0)}/{st.get('steals_attempted', 0)}, "
             f"items given {st.get('items_given', 0)}")
-    meta = {"net": net, "domain": domain, "tol": args.tol,
-            "wall_seconds": comm.allreduce(time.perf_counter() - t0, op=MPI.MAX),
-            "complete": res["complete"], "stopped_reason": res.get("stopped_reason", ""),
-            "software": software_versions(comm),
-            "command_line": "mpi-enum " + " ".join(shlex.quote(a) for a in argv)}
-    io_mode = write_result(out, comm, meta, res["buffer"], res["stats"], res["layer_counts"])
-    res["buffer"].close()
+    note = (f"; the checkpoint in {ck} holds every region found: continue with {again} once the problem is fixed")
+    try:
+        io_mode = write_result(target, comm, meta, res["buffer"], res["stats"], res["layer_counts"],
+                               write_delay=opts.write_delay, write_fail=opts.write_fail, note=note,
+                               replace=opts.force if complete else plan.replace_partial)
+    except OutputError as exc:  # raised on every rank together; nothing at the output path
+        if comm.rank == 0:
+            _err(str(exc))
+        return EXIT_IO, False
+    finally:
+        res["buffer"].close()
     total = comm.allreduce(res["buffer"].count)
+    first_layer = comm.allreduce(int(res["layer_counts"][0]) if len(res["layer_counts"]) else 0)
     busy = comm.gather(res["stats"].get("busy_seconds", 0.0), root=0)
     wall = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
     if comm.rank == 0:
@@ -303,16 +389,26 @@ def _cmd_run(comm, args, argv, t0, stopper):
 
         b = np.asarray(busy)
         lb = float(b.max() / b.mean()) if b.mean() > 0 else 1.0
-        state = "complete" if res["complete"] else "PARTIAL (" + res.get("stopped_reason", "stopped") + ")"
-        say(f"mpi-enum: {total} regions, {state}, {wall:.2f} s wall, {total / max(wall, 1e-9):.1f} regions/s, "
-            f"{comm.size} ranks, load balance {lb:.2f}, io {io_mode} -> {out}")
-        if res["complete"] and os.path.exists(partial_path(out)):
-            os.unlink(partial_path(out))  # a resumed run is complete: its partial file is stale
-        if not res["complete"]:
-            if res.get("checkpointed"):
-                say(f"mpi-enum: stopped early; checkpoint saved in {args.checkpoint_dir}; continue with the "
-                    f"same command plus --resume --checkpoint-dir {args.checkpoint_dir}", sys.stderr)
-            else:
-                say("mpi-enum: stopped early without a checkpoint (no --checkpoint-dir): the partial result "
-                    "cannot be resumed", sys.stderr)
-    return EXIT_OK if res["complete"] else EXIT_STOPPED
+        state = "complete" if complete else "PARTIAL (" + res.get("stopped_reason", "stopped") + ")"
+        old = int(res.get("old_regions", 0))
+        new = total - old
+        extra = f" ({new} in this run, {old} from the checkpoint)" if old else ""
+        say(f"mpi-enum: {total} regions{extra}, {state}, {wall:.2f} s wall, {new / max(wall, 1e-9):.1f} regions/s, "
+            f"{first_layer} first-layer cells, {comm.size} ranks, load balance {lb:.2f}, "
+            f"io {io_mode} -> {target}")
+        remove_stale_temps(out, partial_path(out))  # of earlier killed runs (this run holds the output's lock)
+        if complete:
+            fsync_path(out)  # durable before the checkpoint goes
+            unlink_quietly(partial_path(out))  # a resumed run is complete: its partial file is stale
+            if total == 0:
+                say(f"mpi-enum: warning: no region holds a ball of radius > tol = {opts.tol:g} (tol is relative: "
+                    f"the domain's inscribed radius is 1); a smaller --tol, e.g. the default 1e-9, finds them",
+                    sys.stderr)
+        else:
+            say(f"mpi-enum: stopped early ({res.get('stopped_reason', 'stopped')}); checkpoint saved in {ck}; "
+                f"continue with: {again}", sys.stderr)
+            if res.get("stopped_reason", "").startswith("signal"):
+                say(f"mpi-enum: exit status 3 (stopped, resumable); if the signal was sent to mpiexec itself, MPICH's "
+                    f"mpiexec may report 0 instead: `mpi-enum status {out}` tells (exit 3: stopped early)",
+                    sys.stderr)
+    return (EXIT_OK if complete else EXIT_STOPPED), complete

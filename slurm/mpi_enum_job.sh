@@ -80,7 +80,8 @@ mpi_enum_launcher_cmd() {
 # mpi_enum_run NETWORK OUT [extra mpi-enum run arguments...]
 # Runs `LAUNCHER mpi-enum run NETWORK -o OUT ...` in the background so that the batch shell can
 # forward a stop request (SIGUSR1 from `#SBATCH --signal=B:USR1@T`, or SIGTERM) to the ranks.
-# Sets MPI_ENUM_RC to the launcher's exit status (3: stopped early with a checkpoint).
+# Sets MPI_ENUM_RC to the run's exit status (3: stopped early with a checkpoint; corrected with
+# `mpi-enum status OUT` where MPICH's mpiexec, signalled itself, reports 0 instead).
 mpi_enum_run() {
     local network out=$2
     network=$(mpi_enum_resolve "$1")
@@ -116,6 +117,17 @@ mpi_enum_run() {
     fi
     trap - TERM INT
     trap 'mpi_enum_log "got SIGUSR1 outside the run: ignored"' USR1
+    # MPICH's mpiexec (hydra), when it is itself signalled, can report 0 although every rank
+    # stopped early with a checkpoint and exited 3 (it loses the ranks' statuses): ask the files.
+    # `mpi-enum status OUT` exits 3 exactly when OUT is missing and OUT.partial.h5 is a partial
+    # result whose checkpoint exists.
+    if { [ "$rc" = 0 ] || [ "$rc" -gt 128 ]; } && { [ "$MPI_ENUM_STOPPING" = 1 ] || [ ! -e "$out" ]; }; then
+        mpi-enum status "$out" >/dev/null 2>&1
+        if [ $? = 3 ]; then
+            mpi_enum_log "the launcher reported $rc, but the run stopped early with a checkpoint: status 3"
+            rc=3
+        fi
+    fi
     MPI_ENUM_RC=$rc
     mpi_enum_log "mpi-enum exited with status $rc after $((SECONDS - MPI_ENUM_T0)) s"
 }

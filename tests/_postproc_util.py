@@ -11,12 +11,12 @@ import numpy as np
 
 
 def random_net(path, widths, seed=0, lo=None, hi=None):
-    """He-initialised random ReLU MLP ``widths = [d, n1, ..., nL, out]`` saved as .npz."""
-    rng = np.random.default_rng(seed)
-    arrs = {}
-    for i in range(len(widths) - 1):
-        arrs[f"W{i}"] = rng.normal(size=(widths[i + 1], widths[i])) * np.sqrt(2.0 / widths[i])
-        arrs[f"b{i}"] = rng.normal(size=widths[i + 1]) * 0.3
+    """He-initialised random ReLU MLP ``widths = [d, n1, ..., nL, out]`` saved as .npz
+    (:func:`mpi_enum.model.network.random_mlp` with biases N(0, 0.3^2)); a default box only if given."""
+    from mpi_enum.model.network import random_mlp
+
+    arrs = random_mlp(widths[0], widths[1:-1], seed=seed, n_out=widths[-1], bias_scale=0.3)
+    del arrs["input_lo"], arrs["input_hi"]
     if lo is not None:
         arrs["input_lo"] = np.asarray(lo, float)
         arrs["input_hi"] = np.asarray(hi, float)
@@ -26,18 +26,21 @@ def random_net(path, widths, seed=0, lo=None, hi=None):
 
 def write_serial_result(net_path, out_path, tol=1e-9, **domain_kw):
     """Enumerate ``net_path`` over a domain (make_domain keywords) serially; write ``out_path``."""
-    from mpi_enum.domain import make_domain
-    from mpi_enum.engine import Problem, enumerate_serial
-    from mpi_enum.network import load_network
-    from mpi_enum.results import RegionBuffer, write_result
+    from mpi_enum.loaders.domain_options import make_domain
+    from mpi_enum.model.problem import Problem
+    from mpi_enum.engine.search import enumerate_serial
+    from mpi_enum.loaders import load_network
+    from mpi_enum.io.results import RegionBuffer, write_result
+    from mpi_enum.io.rows import Recorder
 
     net = load_network(str(net_path))
     dom = make_domain(net, **domain_kw)
     prob = Problem(net, dom, tol)
     regions, stats = enumerate_serial(prob)
     buf = RegionBuffer(prob.pattern_bytes, dom.d, prob.L)
-    for bits, yc, r, ranks in regions:
-        buf.append(np.packbits(np.frombuffer(bits, dtype=np.uint8)), dom.to_x(yc), r * dom.rscale, ranks)
+    rec = Recorder(dom, buf.dtype(), buf, keep=False)  # the driver's own row conversion
+    for reg in regions:
+        rec(*reg)
     meta = {"net": net, "domain": dom, "tol": tol, "wall_seconds": 0.0, "complete": True,
             "software": {}, "command_line": "tests"}
     write_result(str(out_path), None, meta, buf, {"regions": len(regions)}, stats.layer_counts)

@@ -74,14 +74,12 @@ def run_mpi(n, args, timeout=300, cwd=None, check=False):
 # ----------------------------------------------------------------------------- networks
 
 def random_net(seed, d, widths, n_out=1, bias_scale=0.5):
-    """He-initialised random ReLU MLP: lists Ws (out, in), bs."""
-    rng = np.random.default_rng(seed)
-    Ws, bs, fan = [], [], d
-    for w in list(widths) + [n_out]:
-        Ws.append(rng.normal(size=(w, fan)) * np.sqrt(2.0 / fan))
-        bs.append(rng.normal(size=w) * bias_scale)
-        fan = w
-    return Ws, bs
+    """He-initialised random ReLU MLP (:func:`mpi_enum.model.network.random_mlp`): lists Ws (out, in), bs."""
+    from mpi_enum.model.network import random_mlp
+
+    arrs = random_mlp(d, widths, seed=seed, n_out=n_out, bias_scale=bias_scale)
+    n = len(widths) + 1
+    return [arrs[f"W{i}"] for i in range(n)], [arrs[f"b{i}"] for i in range(n)]
 
 
 def save_npz(path, Ws, bs, lo=None, hi=None):
@@ -368,6 +366,17 @@ def _bench_net_path():
         if p.exists():
             return p
     return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Under ``mpiexec`` every rank runs pytest: give each rank its own ``--junitxml`` report
+    (``REPORT.rankR`` for R > 0) so that rank 0's report, which tests/run_suites.py counts, is
+    never overwritten.  The rank comes from the process manager (hydra's PMI_RANK)."""
+    xml = getattr(config.option, "xmlpath", None)
+    rank = os.environ.get("PMI_RANK") or os.environ.get("OMPI_COMM_WORLD_RANK")
+    if xml and rank not in (None, "", "0"):
+        config.option.xmlpath = f"{xml}.rank{rank}"
 
 
 @pytest.hookimpl(trylast=True)  # after -m / -k deselection

@@ -1,17 +1,14 @@
 """mpi-enum analyze: per-layer counts, ranks, children versus the arrangement bound."""
 import argparse
 import csv
-import os
-import sys
 from math import comb
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
 from _postproc_util import random_net, write_serial_result  # noqa: E402
 
-from mpi_enum import analyze  # noqa: E402
+from mpi_enum.post import analyze  # noqa: E402
 from mpi_enum.errors import InputError  # noqa: E402
 
 

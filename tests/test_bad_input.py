@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import DATA, run_cli, run_mpi, save_npz
 
 try:  # the fuzz tests need hypothesis (a test extra); the rest of the file does not
@@ -256,7 +254,7 @@ def test_bad_input_under_mpiexec(case, tmp_path, data_dir, mpiexec):
 def _valid_or_input_error(path):
     """load_network either raises InputError or returns a network that satisfies CONTRACT §1."""
     from mpi_enum.errors import InputError
-    from mpi_enum.network import load_network
+    from mpi_enum.loaders import load_network
 
     try:
         net = load_network(str(path))

@@ -10,19 +10,20 @@ number of ranks and over several generations, must reproduce an uninterrupted
 from __future__ import annotations
 
 import os
-import signal
 import struct
 
 import numpy as np
 import pytest
 
-from mpi_enum import checkpoint as C
-from mpi_enum.domain import box_domain
-from mpi_enum.engine import Engine, Problem, enumerate_serial
+from mpi_enum.io import checkpoint as C
+from mpi_enum.model.domain import box_domain
+from mpi_enum.engine.search import Engine, enumerate_serial
+from mpi_enum.model.problem import Problem
 from mpi_enum.errors import InputError
-from mpi_enum.network import Network
-from mpi_enum.parallel import RegionSink, top_partition
-from mpi_enum.stopper import Stopper, time_limit_margin
+from mpi_enum.model.network import Network
+from mpi_enum.io.results import RegionBuffer
+from mpi_enum.parallel.driver import top_partition
+from mpi_enum.parallel.stopper import Stopper
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -79,7 +80,7 @@ class Sim:
         C.start_generation(ckdir, self.gen, meta, roots, self.shape, res.frozen)
         self.engines = engines
         self.journals = [C.Journal(ckdir, self.gen, r, self.shape) for r in range(n_ranks)]
-        self.recs = [C.Recorder(problem.domain, self.shape) for _ in range(n_ranks)]
+        self.recs = [C.Recorder(problem.domain, self.shape.row_dtype) for _ in range(n_ranks)]
         # static expansion on every rank; rank 0 records it
         e0 = engines[0]
         lc0 = e0.stats.layer_counts.copy()
@@ -149,6 +150,19 @@ def damage(sim, mode, rng):
             with open(rpath, "r+b") as f:
                 f.seek(start)
                 f.write(bytes(min(size - start, int(rng.integers(1, 3 * row)))))
+    elif mode == "synced_rows_flipped":  # a disk fault inside rows that were synced long ago
+        data = open(jpath, "rb").read()
+        synced = 0
+        for s, e in fr:
+            if data[s + 8] == C.KIND_SYNC:
+                synced = struct.unpack_from("<Q", data, s + 16)[0]
+        row = sim.shape.row_dtype.itemsize
+        if synced:
+            with open(rpath, "r+b") as f:
+                f.seek(int(rng.integers(0, synced * row)))
+                b = f.read(1)
+                f.seek(-1, 1)
+                f.write(bytes([b[0] ^ 0x5A]))
     elif mode == "garbage":
         with open(jpath, "ab") as f:
             f.write(rng.integers(0, 256, size=int(rng.integers(1, 200)), dtype=np.uint8).tobytes())
@@ -190,7 +204,8 @@ def check_exact(ckdir, problem, key, size=1):
 
 # ----------------------------------------------------------------------------- the randomized loop
 
-MODES = ["clean", "kill", "between", "torn", "garbage", "regions_cut", "flip", "lost_tail", "rows_zeroed"]
+MODES = ["clean", "kill", "between", "torn", "garbage", "regions_cut", "flip", "lost_tail", "rows_zeroed",
+         "synced_rows_flipped"]
 
 
 def run_interrupted(problem, ckdir, seed, max_crashes=4, crash_p=0.06):
@@ -247,6 +262,39 @@ def test_uninterrupted_matches_and_resume_of_complete_is_noop(tmp_path):
     again = Sim(problem, ckdir, 2, rng)
     assert again.finished
     assert C.list_generations(ckdir) == [(0, True)]  # no new generation for a complete checkpoint
+
+
+def test_damaged_synced_rows_are_re_enumerated(tmp_path):
+    """Issue 12 row 7: bytes flipped in rows that were already synced must not reach the result:
+    the damaged record fails its rows' crc on resume, its item is explored again, and the final
+    pattern set is exact (no duplicate, none missing, none spurious)."""
+    problem = make_problem((2, 10, 10), seed=107)
+    ckdir = str(tmp_path / "ck")
+    rng = np.random.default_rng(7)
+    sim = Sim(problem, ckdir, 2, rng)
+    for _ in range(12):
+        if sim.busy():
+            sim.step()
+    for j in sim.journals:
+        j.flush()  # everything so far is synced
+    sim.close(fsync=True)
+    gdir = C.generation_dir(ckdir, sim.gen)
+    rpath = os.path.join(gdir, "rank0.regions")
+    assert os.path.getsize(rpath) > 0
+    with open(rpath, "r+b") as f:  # the first row's pattern byte
+        b = f.read(1)
+        f.seek(0)
+        f.write(bytes([b[0] ^ 0xFF]))
+    res = C.load_checkpoint(ckdir, C.make_meta(problem))
+    assert any("damaged region rows" in n for n in res.notes), res.notes
+    for _ in range(6):
+        sim = Sim(problem, ckdir, 2, rng)
+        if sim.finished:
+            break
+        while sim.busy():
+            sim.step()
+        sim.close(fsync=True)
+    check_exact(ckdir, problem, ("synced_flip", 107))
 
 
 def test_orphan_record_is_ignored(tmp_path):
@@ -333,7 +381,7 @@ def test_item_done_twice_raises(tmp_path):
 def test_meta_mismatch_is_input_error(tmp_path):
     problem = make_problem((2, 8, 8), seed=100)
     ckdir = str(tmp_path / "ck")
-    ck = C.Checkpoint.setup(None, problem, ckdir, resume=False)
+    ck = C.Checkpoint.setup(None, problem, ckdir, Engine(problem), resume=False)
     ck.close()
     for other, what in [(make_problem((2, 8, 8), seed=100, sha="net-b"), "network"),
                         (make_problem((2, 8, 8), seed=100, tol=1e-6), "--tol"),
@@ -343,11 +391,11 @@ def test_meta_mismatch_is_input_error(tmp_path):
         with pytest.raises(InputError, match=what):
             C.check_checkpoint_dir(ckdir, C.make_meta(other), resume=True)
         with pytest.raises(InputError, match=what):
-            C.Checkpoint.setup(None, other, ckdir, resume=True)
+            C.Checkpoint.setup(None, other, ckdir, Engine(other), resume=True)
     # the same inputs resume fine; a fresh run into a used directory is refused
     C.check_checkpoint_dir(ckdir, C.make_meta(problem), resume=True)
     with pytest.raises(InputError, match="--resume"):
-        C.Checkpoint.setup(None, problem, ckdir, resume=False)
+        C.Checkpoint.setup(None, problem, ckdir, Engine(problem), resume=False)
     f = tmp_path / "file"
     f.write_text("x")
     with pytest.raises(InputError, match="not a directory"):
@@ -375,11 +423,11 @@ def test_deleted_generation_is_detected(tmp_path):
 def _driver(problem, ckdir, resume, stop_after=None, budget=5, size_hint=1):
     """The module docstring's driver loop, serial (comm=None)."""
     eng = Engine(problem)
-    sink = RegionSink(problem)
-    ck = C.Checkpoint.setup(None, problem, ckdir, resume=resume, engine=eng)
-    ck.feed_old_regions(sink.buf)
+    buf = RegionBuffer(problem.pattern_bytes, problem.domain.d, problem.L)
+    ck = C.Checkpoint.setup(None, problem, ckdir, eng, resume=resume)
+    ck.feed_old_regions(buf)
     base_lc = ck.base_layer_counts()
-    emit = ck.recorder(sink.buf)
+    emit = ck.recorder(buf)
     lc0 = eng.stats.layer_counts.copy()
     items, top = top_partition(eng, size_hint, 4, roots=ck.roots)
     for reg in top:
@@ -402,7 +450,7 @@ def _driver(problem, ckdir, resume, stop_after=None, budget=5, size_hint=1):
         if stopper.should_stop():
             break
     ck.close()
-    return sink.buf, eng.stats.layer_counts + base_lc, not queue
+    return buf, eng.stats.layer_counts + base_lc, not queue
 
 
 def test_checkpoint_api_serial_driver(tmp_path):
@@ -440,84 +488,24 @@ def test_disabled_checkpoint_is_transparent():
     np.testing.assert_array_equal(lc, ref_lc)
 
 
-def test_recorder_rows_match_region_sink():
+def test_recorder_kept_rows_match_its_buffer():
+    """One conversion: the rows a Recorder keeps for the journal are the rows it buffered."""
     problem = make_problem((2, 8, 8), seed=100)
     shape = C.Shape.of(problem)
-    sink = RegionSink(problem)
-    rec = C.Recorder(problem.domain, shape)
+    buf = RegionBuffer(problem.pattern_bytes, problem.domain.d, problem.L)
+    rec = C.Recorder(problem.domain, shape.row_dtype, buf)
     out, _ = enumerate_serial(problem)
-    for reg in out:
-        sink(*reg)
+    for reg in out[: len(out) // 2]:
         rec(*reg)
+    rest = out[len(out) // 2:]
+    rec.batch(np.array([np.frombuffer(b, np.uint8) for b, _, _, _ in rest]), np.array([y for _, y, _, _ in rest]),
+              np.array([r for _, _, r, _ in rest]), np.array([rk for _, _, _, rk in rest]))
     rows = rec.take()
-    assert rows.dtype == sink.buf.dtype()
-    a = sink.buf.arrays()
+    assert len(rows) == len(out) == buf.count
+    assert rows.dtype == buf.dtype()
+    a = buf.arrays()
     np.testing.assert_array_equal(rows["pattern"], a[0])
     np.testing.assert_array_equal(rows["point"], a[1])
     np.testing.assert_array_equal(rows["radius"], a[2])
     np.testing.assert_array_equal(rows["rank"], a[3])
     assert len(rec.take()) == 0
-
-
-def test_item_key_matches_record_key():
-    problem = make_problem((3, 6, 6, 5), seed=7)
-    eng = Engine(problem)
-    items = eng.explore(eng.root_item(), lambda *a: None, budget=40)
-    shape = C.Shape.of(problem)
-    arr = C.encode_items(items, shape)
-    keys = [C.item_key(it) for it in items]
-    assert keys == [C.record_key(r, shape.k) for r in arr]
-    assert len(set(keys)) == len(keys)
-    back = C.decode_items(arr, shape)
-    assert [(b.depth, b.bits) for b in back] == [(it.depth, it.bits) for it in items]
-
-
-def test_torn_header_and_empty_journal(tmp_path):
-    problem = make_problem((2, 8, 8), seed=100)
-    ckdir = str(tmp_path / "ck")
-    rng = np.random.default_rng(2)
-    sim = Sim(problem, ckdir, 3, rng)
-    sim.close(fsync=False)
-    with open(os.path.join(C.generation_dir(ckdir, 0), "rank2.journal"), "r+b") as f:
-        f.truncate(3)
-    res = C.load_checkpoint(ckdir, C.make_meta(problem))
-    assert not res.complete and res.open_items
-    while True:
-        sim = Sim(problem, ckdir, 1, rng)
-        if sim.finished:
-            break
-        while sim.busy():
-            sim.step()
-        sim.close(fsync=True)
-    check_exact(ckdir, problem, ("small", 100))
-
-
-# ----------------------------------------------------------------------------- stopper
-
-def test_stopper_time_limit_and_interval():
-    t = [0.0]
-    s = Stopper(time_limit=100.0, checkpoint_interval=10.0, clock=lambda: t[0], install=False)
-    assert time_limit_margin(100.0) == 10.0 and time_limit_margin(3600.0) == 30.0
-    assert not s.should_stop() and not s.due_checkpoint()
-    t[0] = 10.5
-    assert s.due_checkpoint() and not s.due_checkpoint()
-    t[0] = 89.0
-    assert not s.should_stop()
-    t[0] = 90.5
-    assert s.should_stop() and "time limit" in s.reason
-    s2 = Stopper(install=False, clock=lambda: t[0])
-    assert not s2.should_stop() and s2.remaining() is None
-
-
-@pytest.mark.parametrize("sig", ["SIGUSR1", "SIGTERM", "SIGINT"])
-def test_stopper_signals_set_a_flag(sig):
-    old = signal.getsignal(getattr(signal, sig))
-    with Stopper() as s:
-        assert not s.should_stop()
-        os.kill(os.getpid(), getattr(signal, sig))
-        assert s.should_stop()
-        assert s.reason == "signal " + sig
-        if sig == "SIGINT":
-            with pytest.raises(KeyboardInterrupt):
-                os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(getattr(signal, sig)) == old

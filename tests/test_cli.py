@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import (_env, assert_unique, box_halfspaces, chebyshev_center, load_npz_arrays, pattern_set,
                       patterns_of, random_net, read_result, region_affine, region_halfspaces, run_cli, run_mpi,
                       save_npz)

@@ -6,13 +6,10 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import (assert_unique, box_halfspaces, check_interior, convex_volume, naive_patterns, parse_nnet,
                       pattern_set, patterns_of, random_net, read_result, region_affine, region_halfspaces,
                       run_cli, save_npz)

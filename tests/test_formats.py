@@ -1,15 +1,13 @@
 """ONNX / PyTorch loaders and mpi-enum convert, against the source frameworks' own forward passes."""
 import argparse
 import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
 
 from mpi_enum.errors import InputError  # noqa: E402
-from mpi_enum.network import load_network  # noqa: E402
+from mpi_enum.loaders import load_network  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit notices
 
@@ -79,8 +77,9 @@ def _npz(Ws, bs, path):
 
 
 def _pattern_set(net, **dom):
-    from mpi_enum.domain import make_domain
-    from mpi_enum.engine import Problem, enumerate_serial
+    from mpi_enum.loaders.domain_options import make_domain
+    from mpi_enum.model.problem import Problem
+    from mpi_enum.engine.search import enumerate_serial
 
     regions, _ = enumerate_serial(Problem(net, make_domain(net, **dom)))
     return {bytes(b) for b, *_ in regions}
@@ -193,7 +192,7 @@ def test_onnx_and_npz_give_the_same_regions(tmp_path):
 
 @needs_onnx
 def test_convert_onnx_to_npz(tmp_path, capsys):
-    from mpi_enum import convert
+    from mpi_enum.post import convert
 
     Ws, bs = _weights(5)
     _mlp_onnx(Ws, bs, tmp_path / "m.onnx")
@@ -207,7 +206,7 @@ def test_convert_onnx_to_npz(tmp_path, capsys):
 
 
 def test_convert_nnet_keeps_box(tmp_path):
-    from mpi_enum import convert
+    from mpi_enum.post import convert
 
     here = os.path.dirname(os.path.abspath(__file__))
     cands = [os.path.join(here, "data", "small_d3.nnet"), os.path.join(here, "..", "inputs", "acasxu_1_1.nnet")]

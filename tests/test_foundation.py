@@ -14,10 +14,7 @@ from math import comb
 import numpy as np
 import pytest
 
-import sys as _sys
-from pathlib import Path as _Path
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent))
 from conftest import (assert_unique, box_halfspaces, check_interior, convex_volume, load_npz_arrays, naive_patterns,
                       pattern_set, patterns_of, random_net, read_result, region_affine, region_halfspaces,
                       region_layer_maps, run_cli, run_mpi, save_npz)
@@ -37,9 +34,10 @@ NAIVE_CASES = [
 
 
 def _engine_patterns(Ws, bs, lo, hi, tol=1e-9):
-    from mpi_enum.domain import box_domain
-    from mpi_enum.engine import Problem, enumerate_serial
-    from mpi_enum.network import Network
+    from mpi_enum.model.domain import box_domain
+    from mpi_enum.model.problem import Problem
+    from mpi_enum.engine.search import enumerate_serial
+    from mpi_enum.model.network import Network
 
     net = Network([np.array(W) for W in Ws], [np.array(b) for b in bs])
     out, _ = enumerate_serial(Problem(net, box_domain(np.asarray(lo, float), np.asarray(hi, float)), tol))
@@ -148,7 +146,7 @@ def test_interior_points_reproduce_patterns(box_results, name):
     assert_unique(res.bits)
     check_interior(Ws, bs, res, domain_hs=box_halfspaces(lo, hi))
     # the product's own forward pass agrees (ties inactive) with the independent one
-    from mpi_enum.network import Network
+    from mpi_enum.model.network import Network
 
     net = Network([np.array(W) for W in Ws], [np.array(b) for b in bs])
     assert np.array_equal(net.patterns(res.points).astype(np.uint8), res.bits)

@@ -6,19 +6,16 @@ with the file's numbers parsed by the test's own parser (conftest.parse_nnet).
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import (box_halfspaces, check_interior, convex_volume, forward, load_npz_arrays, naive_patterns,
                       parse_nnet, pattern_set, preacts, read_result, region_affine, region_halfspaces, run_cli)
 
 
 def _load(path):
-    from mpi_enum.network import load_network
+    from mpi_enum.loaders import load_network
 
     return load_network(str(path))
 
@@ -148,3 +145,19 @@ def test_nnet_through_cli_default_domain(data_dir, tmp_path):
     check_interior(Wf, bf, res, domain_hs=box_halfspaces(nn.mins, nn.maxs))
     want, _ = naive_patterns(Wf, bf, nn.mins, nn.maxs)
     assert pattern_set(res.bits) == want
+
+
+def test_nnet_errors_name_the_files_own_line(data_dir, tmp_path):
+    """Issue 12 row 16: an .nnet error names the line as an editor shows it (comments counted)."""
+    from mpi_enum.errors import InputError
+    from mpi_enum.loaders import load_network
+
+    lines = (data_dir / "small_d3.nnet").read_text().splitlines()
+    first_weight = next(i for i, ln in enumerate(lines) if ln.startswith("0.90088"))
+    for bad, pattern in (("0.9,abc,0.5,", "malformed .nnet line {n} "), ("0.9,0.5,", "line {n}: layer 0 weight row")):
+        edited = list(lines)
+        edited[first_weight] = bad
+        p = tmp_path / "bad.nnet"
+        p.write_text("\n".join(edited) + "\n")
+        with pytest.raises(InputError, match=pattern.format(n=first_weight + 1)):
+            load_network(str(p))

@@ -1,7 +1,6 @@
 """The dynamic driver without MPI (serial work backend) and failure handling under mpiexec."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "mpi"))
 from _nets import problem, random_arrays, serial_patterns  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +22,7 @@ class FakeComm:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("budget", [None, 1, 2, 7])
 def test_serial_backend_matches_engine(budget):
-    from mpi_enum.parallel import run_dynamic
+    from mpi_enum.parallel.driver import run_dynamic
 
     prob = problem(2, (6, 6, 5), 3)
     want, want_lc = serial_patterns(prob)
@@ -37,7 +35,7 @@ def test_serial_backend_matches_engine(budget):
 
 @pytest.mark.timeout(60)
 def test_serial_work_accounting():
-    from mpi_enum.rma import SerialWork
+    from mpi_enum.parallel.rma import SerialWork
 
     w = SerialWork(["a", "b"], low=3)
     w.done(finished=0, created=3)  # c, d, e appear (normally as an item's frontier)
@@ -64,10 +62,9 @@ def test_failure_on_one_rank_ends_the_job(tmp_path):
     np.savez(net, **random_arrays(4, (14, 14), 0))
     exe = Path(sys.executable).parent / "mpi-enum"
     cmd = [_mpiexec(), "-n", "2"] + ([str(exe)] if exe.exists() else [sys.executable, "-m", "mpi_enum"])
-    cmd += ["run", str(net), "-o", str(tmp_path / "o.h5"), "--force"]
-    env = dict(os.environ, MPI_ENUM_TEST_FAIL="1:50", MPI_ENUM_BUDGET="8")
+    cmd += ["run", str(net), "-o", str(tmp_path / "o.h5"), "--force", "--debug-fail-after", "1:50", "--budget", "8"]
     t = time.monotonic()
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
     el = time.monotonic() - t
     assert p.returncode != 0, p.stdout + p.stderr
     # (the traceback may be cut short by MPI_Abort, so the message itself is not checked)

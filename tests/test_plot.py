@@ -9,8 +9,9 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from _postproc_util import random_net, save_points, write_serial_result  # noqa: E402
 
-from mpi_enum import plot  # noqa: E402
-from mpi_enum.analyze import Chart, load_result  # noqa: E402
+from mpi_enum.post import plot  # noqa: E402
+from mpi_enum.post.geometry import Chart  # noqa: E402
+from mpi_enum.io.reader import load_result  # noqa: E402
 from mpi_enum.errors import InputError  # noqa: E402
 
 
@@ -53,7 +54,7 @@ def _check_tiling(res, polys, n_grid=90):
     pats = res.net.patterns(X).astype(np.uint8)
     assert np.array_equal(pats, res.bits()[owner[far]])
     # areas add up to the domain's area
-    from mpi_enum.analyze import polygon_area
+    from mpi_enum.post.geometry import polygon_area
 
     areas = np.array([polygon_area(V) for V in polys])
     assert np.all(areas > 0)  # counter-clockwise, non-degenerate

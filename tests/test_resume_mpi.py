@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import _env, cli_cmd, mpiexec_cmd
-from mpi_enum.network import random_mlp
+from mpi_enum.model.network import random_mlp
 
 NET_SPEC = (5, [16, 16, 14], 7)  # mpi_enum.network.random_mlp: ~1.2M regions, ~11 s on 2 ranks
 ACAS = Path(__file__).resolve().parents[1] / "inputs" / "acasxu_1_1.nnet"
@@ -174,9 +174,9 @@ def test_sigterm_during_final_write_still_gives_the_complete_file(tmp_path):
     write completes, the file is complete and exact, and no temporary file is left behind."""
     net = Path(__file__).resolve().parents[1] / "inputs" / "bench_d2_16x3.npz"
     out = tmp_path / "w.h5"
-    env_mpirun = dict(_env(), MPI_ENUM_TEST_WRITE_DELAY="4")
-    p = subprocess.Popen([mpiexec_cmd(), "-n", "2"] + cli_cmd() + ["run", str(net), "-o", str(out)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_mpirun,
+    p = subprocess.Popen([mpiexec_cmd(), "-n", "2"] + cli_cmd() + ["run", str(net), "-o", str(out),
+                                                                   "--debug-write-delay", "4"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
                          stdin=subprocess.DEVNULL, start_new_session=True)
     time.sleep(2.5)  # the enumeration takes well under a second; the write pauses 4 s
     for r in rank_processes(p):

@@ -29,9 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mpi_enum.network import random_mlp
+from mpi_enum.model.network import random_mlp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from slurm_cluster import SlurmCluster, SlurmUnavailable, missing_programs  # noqa: E402
 
 pytestmark = pytest.mark.slurm

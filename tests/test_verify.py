@@ -7,10 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
 from _postproc_util import corrupt_copy, random_net, save_points, write_serial_result  # noqa: E402
 
-from mpi_enum import verify  # noqa: E402
+from mpi_enum.post import verify  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +78,38 @@ def test_fails_against_another_network(d2):
     st = _status(verify.verify_result(out, other, samples=1000))
     assert st["network matches"] == "FAIL"
     assert st["patterns reproduced"] == "FAIL"
+
+
+def test_same_weights_in_another_file_match(d2, tmp_path):
+    """Issue 12 row 14: the network matches when /network equals NETWORK's weights, even if the
+    file differs (an .npz converted from the model the run used); other weights still fail."""
+    t, net, out = d2
+    with np.load(net) as z:
+        arrs = {k: z[k] for k in z.files}
+    copy = tmp_path / "same_weights.npz"
+    np.savez_compressed(copy, **arrs)  # another file, other bytes, the same arrays
+    st = _status(verify.verify_result(out, str(copy), samples=1000))
+    assert set(st.values()) <= {"PASS"}, st
+    arrs["W1"] = arrs["W1"] * (1 + 1e-9)
+    changed = tmp_path / "changed.npz"
+    np.savez(changed, **arrs)
+    assert _status(verify.verify_result(out, str(changed), samples=200))["network matches"] == "FAIL"
+
+
+def test_large_tol_result_verifies(tmp_path):
+    """Issue 12 row 11: with a large --tol many thin regions are legitimately missing; verify checks
+    every missing pattern's inscribed radius (not only the first 200) and passes a correct result."""
+    net = random_net(tmp_path / "n.npz", [2, 10, 10, 10, 2], seed=5)
+    out = write_serial_result(net, tmp_path / "big_tol.h5", tol=0.05)
+    full = write_serial_result(net, tmp_path / "small_tol.h5", tol=1e-9)
+    import h5py
+
+    with h5py.File(out) as f, h5py.File(full) as g:
+        n_big, n_all = len(f["regions/radius"]), len(g["regions/radius"])
+    assert n_all - n_big > 200, (n_big, n_all)  # more than 200 regions are thinner than tol
+    st = _status(verify.verify_result(out, net, samples=20000))
+    assert st["sampled coverage"] == "PASS", st
+    assert set(st.values()) <= {"PASS", "SKIP"}, st
 
 
 def test_plane_line_and_3d(tmp_path):

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpi_enum.domain import box_domain
-from mpi_enum.engine import Problem, enumerate_serial
-from mpi_enum.network import Network, random_mlp
+from mpi_enum.model.domain import box_domain
+from mpi_enum.model.problem import Problem
+from mpi_enum.engine.search import enumerate_serial
+from mpi_enum.model.network import Network, random_mlp
 
 
 random_arrays = random_mlp  # one recipe: mpi_enum.network.random_mlp

@@ -26,7 +26,7 @@ CASES = [(2, (8, 8), 1), (3, (6, 5, 4), 2), (2, (5, 5, 5), 3), (4, (7, 6), 4)]
 @pytest.mark.parametrize("d,widths,seed", CASES)
 @pytest.mark.parametrize("budget", [None, 3])
 def test_patterns_identical_to_serial(d, widths, seed, budget):
-    from mpi_enum.parallel import run_dynamic
+    from mpi_enum.parallel.driver import run_dynamic
 
     comm = _comm()
     prob = problem(d, widths, seed)
@@ -42,7 +42,7 @@ def test_patterns_identical_to_serial(d, widths, seed, budget):
 @pytest.mark.mpi
 @pytest.mark.timeout(180)
 def test_skewed_start_is_balanced_by_stealing():
-    from mpi_enum.parallel import run_dynamic
+    from mpi_enum.parallel.driver import run_dynamic
 
     comm = _comm()
     prob = problem(3, (10, 10), 5)
@@ -65,7 +65,7 @@ def test_skewed_start_is_balanced_by_stealing():
 @pytest.mark.parametrize("seed", [0, 1])
 def test_stress_tiny_items_random_delays(seed):
     """Budgets of 1-2 nodes, small queues, steal-one, random delays: many racing claims."""
-    from mpi_enum.parallel import run_dynamic
+    from mpi_enum.parallel.driver import run_dynamic
 
     comm = _comm()
     prob = problem(2, (7, 7, 6), 10 + seed)
@@ -81,7 +81,7 @@ def test_stress_tiny_items_random_delays(seed):
 @pytest.mark.mpi
 @pytest.mark.timeout(120)
 def test_stop_request_ends_every_rank():
-    from mpi_enum.parallel import run_dynamic
+    from mpi_enum.parallel.driver import run_dynamic
 
     comm = _comm()
     prob = problem(3, (10, 10), 6)
@@ -102,7 +102,7 @@ def test_cli_end_to_end(tmp_path_factory):
     import h5py
 
     from mpi_enum.cli import main
-    from mpi_enum.results import h5py_has_mpi
+    from mpi_enum.io.results import h5py_has_mpi
 
     comm = _comm()
     d = None
@@ -115,9 +115,9 @@ def test_cli_end_to_end(tmp_path_factory):
     assert rc == 0
     comm.Barrier()
     if comm.rank == 0:
-        from mpi_enum.network import load_network
-        from mpi_enum.domain import make_domain
-        from mpi_enum.engine import Problem
+        from mpi_enum.loaders import load_network
+        from mpi_enum.loaders.domain_options import make_domain
+        from mpi_enum.model.problem import Problem
 
         net = load_network(os.path.join(d, "net.npz"))
         want, want_lc = serial_patterns(Problem(net, make_domain(net), 1e-9))
@@ -135,7 +135,7 @@ def test_cli_end_to_end(tmp_path_factory):
 
 
 def _fake_buffer(n, seed, pb=2, d=3, L=2):
-    from mpi_enum.results import RegionBuffer
+    from mpi_enum.io.results import RegionBuffer
 
     rng = np.random.default_rng(seed)
     buf = RegionBuffer(pb, d, L)
@@ -152,9 +152,9 @@ def test_write_result_serial_ordered_matches_collective(tmp_path_factory, monkey
     """h5py without MPI ('serial-ordered') gives the same content; a rank with 0 regions is fine."""
     import h5py
 
-    import mpi_enum.results as results
-    from mpi_enum.domain import box_domain
-    from mpi_enum.network import Network
+    import mpi_enum.io.results as results
+    from mpi_enum.model.domain import box_domain
+    from mpi_enum.model.network import Network
 
     comm = _comm()
     d = comm.bcast(str(tmp_path_factory.mktemp("wr")) if comm.rank == 0 else None, root=0)

@@ -1,0 +1,66 @@
+/* Every numeric decision of the search, in one place.
+ *
+ * The kernel (enum_kernel.c) uses these names; the Python binding (pymodule.c) exports each
+ * of them as an attribute of mpi_enum.engine._kernel (same name without the KC_ prefix), and
+ * the Python code (engine/search.py, engine/lp.py, the test oracle tests/reference_engine.py)
+ * reads them from there.  So each value is written exactly once, here.
+ *
+ * X-macro lists: X(NAME, VALUE, "what it decides").  KC_DECISIONS_F are doubles,
+ * KC_DECISIONS_I integers; each entry becomes `KC_<NAME>`.
+ */
+#ifndef MPI_ENUM_DECISIONS_H
+#define MPI_ENUM_DECISIONS_H
+
+#define KC_DECISIONS_F(X)                                                                          \
+    /* --- the search (the reference engine makes the same decisions) --- */                       \
+    X(CONST_NEURON_REL, 1e-13,                                                                     \
+      "a neuron whose hyperplane normal has norm <= this * the layer scale is constant on the "    \
+      "cell (bit = its constant > 0, no row)")                                                     \
+    X(RANK_REL, 1e-10,                                                                             \
+      "a singular value counts for the affine rank if > this * the largest one")                  \
+    X(RANK_ZERO_REL, 1e-12,                                                                        \
+      "the affine map is zero (rank 0) if its largest singular value is <= this * the layer scale") \
+    X(TINY, 1e-300, "floor added to scales so that a zero scale never divides")                   \
+    X(DROP_MARGIN, 1e-7,                                                                           \
+      "a Chebyshev radius (or box bound) below -this proves a side empty: the other side's row "   \
+      "is redundant and is dropped")                                                               \
+    X(BALL_CAP, 1.0, "the Chebyshev radius is capped here (the LP's t <= cap), and so is the root ball") \
+    /* --- the dense active-set LP's certification --- */                                          \
+    X(BAND_REL, 0.5,                                                                               \
+      "certification band = BAND_REL * tol + BAND_ABS: a dense-LP answer is used only if its "    \
+      "feasible radius > tol + band or its dual bound < tol - band, else HiGHS decides")          \
+    X(BAND_ABS, 1e-13, "absolute part of the certification band")                                  \
+    /* --- the dense active-set LP's numerics (any doubt goes to HiGHS, never a guess) --- */     \
+    X(GS_DEP, 1e-11,                                                                               \
+      "Gram-Schmidt: a working-set row whose residual norm is <= this is dependent (LP gives up)") \
+    X(LP_DIR_ZERO, 1e-10,                                                                          \
+      "the projected ascent direction is zero if its norm is <= this (then multipliers decide)")  \
+    X(LP_MULT_NEG, 1e-12, "a multiplier < -this is negative: its row leaves the working set")     \
+    X(RATIO_MIN, 1e-9, "ratio test: a row blocks the step only if a . p > this")                  \
+    /* --- the box LP (boxlp.c, k > DENSE_LP_MAX_K on box domains; certified like the dense LP) --- */ \
+    X(BOXLP_FTOL, 1e-9, "box LP: a basic variable is primal infeasible beyond this (relative)")   \
+    X(BOXLP_DTOL, 1e-11, "box LP: reduced-cost tolerance of the ratio test (Harris)")            \
+    X(BOXLP_PIVTOL, 1e-9, "box LP: smallest pivot element accepted")                             \
+    /* --- the one-sided Jacobi SVD behind the affine ranks --- */                                 \
+    X(JACOBI_ORTH, 1e-15, "Jacobi: two columns are orthogonal if |u . w| <= this * |u| |w|")
+
+#define KC_DECISIONS_I(X)                                                                          \
+    X(DENSE_LP_MAX_K, 32,                                                                          \
+      "input dimension k up to which the kernel's dense O(k^3)-per-pivot LP is tried first; for "  \
+      "larger k every LP goes straight to HiGHS (the dense LP is slower there: measured)")        \
+    X(LP_MAXIT_BASE, 60, "dense LP iteration limit = LP_MAXIT_BASE + LP_MAXIT_PER_ROW * rows")     \
+    X(LP_MAXIT_PER_ROW, 6, "see LP_MAXIT_BASE")                                                    \
+    X(LP_BLAND_BASE, 4,                                                                            \
+      "after LP_BLAND_BASE + LP_BLAND_PER_VAR * (k+1) degenerate steps, Bland's rule (no cycling)") \
+    X(LP_BLAND_PER_VAR, 2, "see LP_BLAND_BASE")                                                    \
+    X(JACOBI_SWEEPS, 80, "Jacobi SVD: at most this many sweeps")                                   \
+    X(BOXLP_REFACTOR, 48, "box LP: pivots between refactorisations of the basis inverse")
+
+#define KC_DEFINE_F_(name, value, doc) static const double KC_##name = (value);
+#define KC_DEFINE_I_(name, value, doc) KC_##name = (value),
+KC_DECISIONS_F(KC_DEFINE_F_)
+enum { KC_DECISIONS_I(KC_DEFINE_I_) KC_DECISIONS_I_END_ };
+#undef KC_DEFINE_F_
+#undef KC_DEFINE_I_
+
+#endif /* MPI_ENUM_DECISIONS_H */

@@ -1,0 +1,958 @@
+/* mpi_enum's search kernel: the exact depth-first enumeration of mpi_enum.engine, in C.
+ *
+ * Layer-major depth-first search over the hidden neurons with ball certificates, a
+ * bounding-box test, per-layer screening and Chebyshev LPs (the algorithm is described in
+ * mpi_enum/engine/search.py; the test oracle tests/reference_engine.py makes the same
+ * decisions in Python).  Every numeric threshold is in decisions.h; the interface is kernel.h.
+ *
+ * LPs.  For k <= dense_max_k an LP is first solved by a small dense primal active-set method
+ * (x = (y, t), k+1 variables) started from the node's ball centre.  Its answer is certified:
+ * LB = the exact inscribed radius at the returned centre (a feasible ball), UB = the dual
+ * bound of the final working set; it is used only when LB > tol + band (keep) or
+ * UB < tol - band (reject).  Anything else (including any numerical failure), and every LP for
+ * k > dense_max_k (where the dense method's O(k^3) per pivot loses to HiGHS), goes to the
+ * caller's lp_fn with the ids of the path rows (HiGHS, warm-started on the common prefix).
+ * On box domains with k > dense_max_k the box LP (boxlp.c: the box as bounds, not 2k rows; a
+ * warm-started bounded dual simplex) decides first, certified the same way; the rest goes to
+ * lp_fn.
+ *
+ * No MPI, no Python API: built into the CPython extension mpi_enum.engine._kernel together
+ * with pymodule.c (CMakeLists.txt, at install time).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "boxlp.h"
+#include "kernel.h"
+
+typedef struct {
+    int depth, nrows, has_row, row_id;
+    unsigned char bit;
+    double r;
+} Entry;
+
+struct kc_ctx {
+    int k, L, N;
+    int *widths, *offsets, *layer_of, *bnd;
+    double **W, **b, *wscale;
+    int mG;
+    double *G, *h;
+    int bounded;
+    double *ylo, *yhi;
+    double tol, cap, drop, band;
+    int dense; /* 1: try the dense LP first (k <= dense_max_k) */
+    BoxLP *blp; /* box domains with k > dense_max_k: the box LP first */
+    double *blp_A, *blp_c, *v2, *v3;
+    long long *blp_id;
+    /* layer slots */
+    double **H, **h0, **Hn, **h0n, **nrm, *mscale;
+    signed char **pre;
+    int *rank;
+    /* path: bits, rows (nrows x k), right-hand sides, row ids (2*i+bit) */
+    unsigned char *bits;
+    double *rows, *rhs;
+    int *rowid;
+    /* stack */
+    Entry *st;
+    double *st_y, *st_row;
+    int nst, st_cap;
+    /* dense LP workspace (only when dense) */
+    double *lpA, *lpb, *Q, *R, *x, *p, *lam, *Qc;
+    int *Wset;
+    unsigned char *inW;
+    /* scratch */
+    double *v, *ya, *yi, *yc, *rowbuf, *Mbuf, *jac;
+    /* emit buffer */
+    int emax, ne;
+    unsigned char *ebits;
+    double *ey, *er;
+    int *erank;
+    /* stats */
+    long long nodes, lps, regions, cert_both, screened, fallbacks, lp_iters, lp_fail;
+    long long *layer_counts;
+    kc_lp_fn lp_fn;
+    void *lp_user;
+    int error, started, oom;
+};
+
+/* calloc of n*s bytes (at least 1), overflow-checked; a failure is recorded in C->oom */
+static void *zalloc(kc_ctx *C, size_t n, size_t s) {
+    if (C->oom) return NULL;
+    if (n == 0) n = 1;
+    if (s == 0) s = 1;
+    void *q = (n > SIZE_MAX / s) ? NULL : calloc(n, s);
+    if (!q) C->oom = 1;
+    return q;
+}
+
+static inline double dot(const double *a, const double *b, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* ------------------------------------------------------------------ dense LP (active set) */
+
+/* Modified Gram-Schmidt (twice) of rows A[W[0..w-1]] (skipping position `skip`) into Q
+ * (rows, length n) and upper-triangular R (n x n, row-major).  Returns the number of basis
+ * vectors, or -1 if a row is numerically dependent. */
+static int mgs(const double *A, int n, const int *W, int w, int skip, double *Q, double *R, double *v) {
+    int q = 0;
+    for (int c = 0; c < w; c++) {
+        if (c == skip) continue;
+        const double *a = A + (size_t)W[c] * n;
+        memcpy(v, a, sizeof(double) * n);
+        for (int i = 0; i < q; i++) R[i * n + q] = 0.0;
+        for (int pass = 0; pass < 2; pass++) {
+            for (int i = 0; i < q; i++) {
+                double d = dot(Q + i * n, v, n);
+                R[i * n + q] += d;
+                for (int e = 0; e < n; e++) v[e] -= d * Q[i * n + e];
+            }
+        }
+        double nv = sqrt(dot(v, v, n));
+        if (!(nv > KC_GS_DEP)) return -1;
+        R[q * n + q] = nv;
+        for (int e = 0; e < n; e++) Q[q * n + e] = v[e] / nv;
+        q++;
+    }
+    return q;
+}
+
+/* maximise x[n-1] subject to A x <= b (every row has coefficient 1 on x[n-1]; the last row is
+ * the cap row).  x holds the start y (first n-1 entries); on success x is the solution and
+ * *LB (exact radius at the returned y) and *UB (dual bound) are set.  Returns 0 or -1. */
+static int lp_active(kc_ctx *C, int m, int n, double *LB, double *UB) {
+    const double *A = C->lpA, *b = C->lpb;
+    double *x = C->x, *Q = C->Q, *R = C->R, *p = C->p, *v = C->v, *lam = C->lam, *Qc = C->Qc;
+    int *W = C->Wset;
+    unsigned char *inW = C->inW;
+    int nn = n - 1, w = 0;
+    /* start: t = min slack at y */
+    double t = INFINITY;
+    int arg = -1;
+    for (int i = 0; i < m; i++) {
+        double s = b[i] - dot(A + (size_t)i * n, x, nn);
+        if (s < t) { t = s; arg = i; }
+        inW[i] = 0;
+    }
+    if (arg < 0) return -1; /* NaN slacks */
+    x[nn] = t;
+    W[w++] = arg;
+    inW[arg] = 1;
+    int maxit = KC_LP_MAXIT_BASE + KC_LP_MAXIT_PER_ROW * m, degen = 0;
+    for (int it = 0; it < maxit; it++) {
+        C->lp_iters++;
+        int q = mgs(A, n, W, w, -1, Q, R, v);
+        if (q < 0) return -1;
+        for (int i = 0; i < w; i++) Qc[i] = Q[i * n + nn];
+        for (int e = 0; e < n; e++) p[e] = 0.0;
+        p[nn] = 1.0;
+        for (int i = 0; i < w; i++)
+            for (int e = 0; e < n; e++) p[e] -= Qc[i] * Q[i * n + e];
+        double np = sqrt(dot(p, p, n));
+        int drop = -1;
+        if (np > KC_LP_DIR_ZERO && w < n) {
+            for (int e = 0; e < n; e++) p[e] /= np;
+        } else {
+            /* multipliers: R lam = Qc (upper triangular) */
+            for (int i = w - 1; i >= 0; i--) {
+                double s = Qc[i];
+                for (int j = i + 1; j < w; j++) s -= R[i * n + j] * lam[j];
+                lam[i] = s / R[i * n + i];
+            }
+            int bland = degen > KC_LP_BLAND_PER_VAR * n + KC_LP_BLAND_BASE;
+            double best = -KC_LP_MULT_NEG;
+            int bidx = 1 << 30;
+            for (int i = 0; i < w; i++) {
+                if (lam[i] < -KC_LP_MULT_NEG) {
+                    if (bland) {
+                        if (W[i] < bidx) { bidx = W[i]; drop = i; }
+                    } else if (lam[i] < best) {
+                        best = lam[i];
+                        drop = i;
+                    }
+                }
+            }
+            if (drop < 0) {
+                double ub = 0.0;
+                for (int i = 0; i < w; i++) ub += (lam[i] > 0 ? lam[i] : 0.0) * b[W[i]];
+                double lb = INFINITY;
+                for (int i = 0; i < m; i++) {
+                    double s = b[i] - dot(A + (size_t)i * n, x, nn);
+                    if (s < lb) lb = s;
+                }
+                *LB = lb;
+                *UB = ub;
+                return 0;
+            }
+            int qq = mgs(A, n, W, w, drop, Q, R, v);
+            if (qq < 0) return -1;
+            const double *aq = A + (size_t)W[drop] * n;
+            memcpy(v, aq, sizeof(double) * n);
+            for (int pass = 0; pass < 2; pass++)
+                for (int i = 0; i < qq; i++) {
+                    double d = dot(Q + i * n, v, n);
+                    for (int e = 0; e < n; e++) v[e] -= d * Q[i * n + e];
+                }
+            double nv = sqrt(dot(v, v, n));
+            if (!(nv > KC_GS_DEP)) return -1;
+            for (int e = 0; e < n; e++) p[e] = -v[e] / nv;
+        }
+        /* ratio test (ties: smallest index) */
+        double amin = INFINITY;
+        int enter = -1;
+        for (int i = 0; i < m; i++) {
+            if (inW[i]) continue;
+            const double *a = A + (size_t)i * n;
+            double ap = dot(a, p, n);
+            if (ap > KC_RATIO_MIN) {
+                double s = b[i] - dot(a, x, n);
+                if (s < 0) s = 0;
+                double al = s / ap;
+                if (al < amin) { amin = al; enter = i; }
+            }
+        }
+        if (enter < 0) return -1; /* unbounded: impossible with the cap row */
+        for (int e = 0; e < n; e++) x[e] += amin * p[e];
+        if (amin == 0.0) degen++;
+        if (drop >= 0) {
+            inW[W[drop]] = 0;
+            for (int i = drop; i < w - 1; i++) W[i] = W[i + 1];
+            w--;
+        }
+        W[w++] = enter;
+        inW[enter] = 1;
+    }
+    return -1;
+}
+
+/* Chebyshev LP of the cell (nrows path rows + domain rows) plus the extra row (a, c0): the t to
+ * compare with tol (and -drop), the centre in yout.  With the dense LP (k <= dense_max_k) it is
+ * started at ystart and its answer used only when certified; otherwise, and for larger k, the
+ * caller's lp_fn (HiGHS) decides.  On an lp_fn failure sets C->error and returns -inf. */
+/* the exact inscribed radius at y of the m rows (A, c: unit rows) and the box */
+static double ball_at(const kc_ctx *C, const double *A, const double *c, int m, const double *y) {
+    int k = C->k;
+    double r = INFINITY;
+    for (int e = 0; e < k; e++) {
+        double d1 = y[e] - C->ylo[e], d2 = C->yhi[e] - y[e];
+        if (d1 < r) r = d1;
+        if (d2 < r) r = d2;
+    }
+    for (int i = 0; i < m; i++) {
+        double s = c[i] - dot(A + (size_t)i * k, y, k);
+        if (s < r) r = s;
+    }
+    return r;
+}
+
+/* The ball of a box-LP answer: y (in the box shrunk by tol, every margin >= lb) is often on
+ * that shrunk box's boundary, so its ball is only tol wide.  Points toward ystart (the node's
+ * ball centre, inside the cell without the new row and deep in the box) often hold a much
+ * larger ball, and a larger ball certifies more decisions further down without LPs: try a
+ * few, keep the best (every radius is exact at its point).  Writes the centre to y. */
+static double box_ball(kc_ctx *C, int m, double *y, const double *ystart, double lb) {
+    int k = C->k;
+    const double *A = C->blp_A, *c = C->blp_c;
+    double best = ball_at(C, A, c, m, y);
+    /* along y -> ystart the margins are >= lb + th (m0 - lb) and the box distance is
+     * >= tol + th (b0 - tol) (concave minima of affine functions): th0 balances the two, so its
+     * ball is wider than tol whenever ystart's ball is */
+    double m0 = INFINITY, b0 = INFINITY;
+    for (int e = 0; e < k; e++) {
+        double d1 = ystart[e] - C->ylo[e], d2 = C->yhi[e] - ystart[e];
+        if (d1 < b0) b0 = d1;
+        if (d2 < b0) b0 = d2;
+    }
+    for (int i = 0; i < m; i++) {
+        double s = c[i] - dot(A + (size_t)i * k, ystart, k);
+        if (s < m0) m0 = s;
+    }
+    double den = (lb - C->tol) + (b0 - m0);
+    double th0 = den > 0 ? (lb - C->tol) / den : 0.5;
+    double ths[5] = {th0, 2.0 * th0, 0.5 * th0, 0.5, 0.25};
+    double *z = C->v2, *bz = C->v3;
+    int have = 0;
+    for (int q = 0; q < 5; q++) {
+        double th = ths[q];
+        if (!(th > 0.0 && th <= 1.0)) continue;
+        for (int e = 0; e < k; e++) z[e] = y[e] + th * (ystart[e] - y[e]);
+        double r = ball_at(C, A, c, m, z);
+        if (r > best) { best = r; memcpy(bz, z, sizeof(double) * k); have = 1; }
+    }
+    if (have) memcpy(y, bz, sizeof(double) * k);
+    return best;
+}
+
+static double cheb(kc_ctx *C, int nrows, const double *a, double c0, const double *ystart, double *yout,
+                   double *rout) {
+    int k = C->k;
+    double t;
+    C->lps++;
+    if (C->dense) {
+        int n = k + 1, m = C->mG + nrows + 2, r = 0;
+        double *A = C->lpA, *b = C->lpb;
+        for (int i = 0; i < C->mG; i++, r++) {
+            memcpy(A + (size_t)r * n, C->G + (size_t)i * k, sizeof(double) * k);
+            A[(size_t)r * n + k] = 1.0;
+            b[r] = C->h[i];
+        }
+        for (int i = 0; i < nrows; i++, r++) {
+            memcpy(A + (size_t)r * n, C->rows + (size_t)i * k, sizeof(double) * k);
+            A[(size_t)r * n + k] = 1.0;
+            b[r] = C->rhs[i];
+        }
+        memcpy(A + (size_t)r * n, a, sizeof(double) * k);
+        A[(size_t)r * n + k] = 1.0;
+        b[r] = c0;
+        r++;
+        for (int e = 0; e < k; e++) A[(size_t)r * n + e] = 0.0;
+        A[(size_t)r * n + k] = 1.0;
+        b[r] = C->cap;
+        memcpy(C->x, ystart, sizeof(double) * k);
+        double LB, UB;
+        if (lp_active(C, m, n, &LB, &UB) == 0) {
+            if (LB > C->tol + C->band) {
+                memcpy(yout, C->x, sizeof(double) * k);
+                *rout = LB;
+                return LB;
+            }
+            if (UB < C->tol - C->band) {
+                memcpy(yout, C->x, sizeof(double) * k);
+                *rout = UB;
+                return UB;
+            }
+        } else {
+            C->lp_fail++;
+        }
+    }
+    if (C->blp) {
+        int m = nrows + 1;
+        memcpy(C->blp_A, C->rows, sizeof(double) * (size_t)nrows * k);
+        memcpy(C->blp_A + (size_t)nrows * k, a, sizeof(double) * k);
+        memcpy(C->blp_c, C->rhs, sizeof(double) * (size_t)nrows);
+        C->blp_c[nrows] = c0;
+        for (int i = 0; i < nrows; i++) C->blp_id[i] = C->rowid[i];
+        C->blp_id[nrows] = -1;
+        double LB, UB, UBF;
+        long long cnt0[4], cnt1[4];
+        blp_counters(C->blp, cnt0);
+        int rc = blp_solve(C->blp, m, C->blp_id, C->blp_A, C->blp_c, ystart, yout, &LB, &UB, &UBF);
+        blp_counters(C->blp, cnt1);
+        C->lp_iters += cnt1[1] - cnt0[1];
+        if (rc == 0) {
+            if (LB > C->tol + C->band) {
+                /* keep: yout lies in the box shrunk by tol with every margin >= LB; its ball is
+                 * the smaller of LB and the distance to the box (>= tol) */
+                *rout = box_ball(C, m, yout, ystart, LB);
+                return LB;
+            }
+            if (UB < C->tol - C->band) {
+                /* reject; the other side's row is redundant only if even the full box has no
+                 * point on this side (UBF < -drop): else the returned value keeps it */
+                if (UBF < -C->drop) { *rout = UBF; return UBF; }
+                double t = UB < 0.0 ? UB : 0.0;
+                t = t > -0.5 * C->drop ? t : -0.5 * C->drop;
+                *rout = t;
+                return t;
+            }
+        } else {
+            C->lp_fail++;
+        }
+    }
+    /* not certified, or k too large for the dense LP: HiGHS through the caller */
+    C->fallbacks++;
+    if (!C->lp_fn) { C->error = KC_ERR_NO_LP_FN; return -INFINITY; }
+    if (C->lp_fn(C->lp_user, nrows, C->rowid, C->rows, C->rhs, a, c0, &t, yout) != 0) {
+        C->error = KC_ERR_LP_FN;
+        return -INFINITY;
+    }
+    *rout = t;
+    return t;
+}
+
+static inline double box_max(const kc_ctx *C, const double *a, double a0, double sgn) {
+    if (!C->bounded) return INFINITY;
+    double s = sgn * a0;
+    for (int e = 0; e < C->k; e++) {
+        double u = sgn * a[e] * C->ylo[e], w = sgn * a[e] * C->yhi[e];
+        s += u > w ? u : w;
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------------ layers */
+
+/* singular-value rank of M (rows x cols), numpy-style threshold, relative to mscale for zero */
+static int rank_of(kc_ctx *C, const double *M, int rows, int cols, double mscale) {
+    /* one-sided Jacobi on the columns of the smaller side */
+    int nc, len;
+    double *J = C->jac;
+    if (cols <= rows) {
+        nc = cols; len = rows;
+        for (int c = 0; c < nc; c++)
+            for (int i = 0; i < len; i++) J[(size_t)c * len + i] = M[(size_t)i * cols + c];
+    } else {
+        nc = rows; len = cols;
+        memcpy(J, M, sizeof(double) * (size_t)rows * cols);
+    }
+    if (nc == 0) return 0;
+    for (int sweep = 0; sweep < KC_JACOBI_SWEEPS; sweep++) {
+        int rot = 0;
+        for (int p = 0; p < nc - 1; p++)
+            for (int q = p + 1; q < nc; q++) {
+                double *u = J + (size_t)p * len, *w = J + (size_t)q * len;
+                double al = dot(u, u, len), be = dot(w, w, len), ga = dot(u, w, len);
+                if (fabs(ga) <= KC_JACOBI_ORTH * sqrt(al * be) || ga == 0.0) continue;
+                rot = 1;
+                double zeta = (be - al) / (2.0 * ga);
+                double tt = (zeta >= 0 ? 1.0 : -1.0) / (fabs(zeta) + sqrt(1.0 + zeta * zeta));
+                double cs = 1.0 / sqrt(1.0 + tt * tt), sn = cs * tt;
+                for (int i = 0; i < len; i++) {
+                    double x1 = u[i], x2 = w[i];
+                    u[i] = cs * x1 - sn * x2;
+                    w[i] = sn * x1 + cs * x2;
+                }
+            }
+        if (!rot) break;
+    }
+    double s0 = 0.0, *sv = C->v; /* v holds max(k+1, widest layer) + 1 values */
+    for (int c = 0; c < nc; c++) {
+        double s = sqrt(dot(J + (size_t)c * len, J + (size_t)c * len, len));
+        sv[c] = s;
+        if (s > s0) s0 = s;
+    }
+    if (!(s0 > KC_RANK_ZERO_REL * mscale)) return 0;
+    double thr = KC_RANK_REL * (s0 > KC_TINY ? s0 : KC_TINY);
+    int r = 0;
+    for (int c = 0; c < nc; c++)
+        if (sv[c] > thr) r++;
+    return r;
+}
+
+static void finish_layer(kc_ctx *C, int l, double Mmax) {
+    int k = C->k, n = C->widths[l];
+    double ms = C->wscale[l] * Mmax + KC_TINY;
+    C->mscale[l] = ms;
+    double *H = C->H[l], *h0 = C->h0[l];
+    for (int j = 0; j < n; j++) {
+        double nr = sqrt(dot(H + (size_t)j * k, H + (size_t)j * k, k));
+        int cst = nr <= KC_CONST_NEURON_REL * ms;
+        C->nrm[l][j] = cst ? 0.0 : nr;
+        double safe = cst ? 1.0 : nr;
+        for (int e = 0; e < k; e++) C->Hn[l][(size_t)j * k + e] = H[(size_t)j * k + e] / safe;
+        C->h0n[l][j] = h0[j] / safe;
+        C->pre[l][j] = cst ? (signed char)(h0[j] > 0) : (signed char)-1;
+    }
+}
+
+static void layer0(kc_ctx *C) {
+    int k = C->k, n = C->widths[0];
+    memcpy(C->H[0], C->W[0], sizeof(double) * (size_t)n * k);
+    memcpy(C->h0[0], C->b[0], sizeof(double) * n);
+    finish_layer(C, 0, 1.0);
+}
+
+/* enter layer l (>= 1) from slot l-1 and the bits of layer l-1 */
+static void transition(kc_ctx *C, int l) {
+    int k = C->k, np = C->widths[l - 1], n = C->widths[l];
+    const unsigned char *mask = C->bits + C->offsets[l - 1];
+    const double *Hp = C->H[l - 1], *hp = C->h0[l - 1], *Wl = C->W[l], *bl = C->b[l];
+    double *M = C->Mbuf;
+    int na = 0;
+    double Mmax = 0.0;
+    for (int i = 0; i < np; i++)
+        if (mask[i]) {
+            for (int e = 0; e < k; e++) {
+                double z = Hp[(size_t)i * k + e];
+                M[(size_t)na * k + e] = z;
+                if (fabs(z) > Mmax) Mmax = fabs(z);
+            }
+            na++;
+        }
+    C->rank[l] = rank_of(C, M, na, k, C->mscale[l - 1]);
+    double *H = C->H[l], *h0 = C->h0[l];
+    for (int j = 0; j < n; j++) {
+        double *hr = H + (size_t)j * k;
+        for (int e = 0; e < k; e++) hr[e] = 0.0;
+        double s = 0.0;
+        const double *wr = Wl + (size_t)j * np;
+        for (int i = 0; i < np; i++)
+            if (mask[i]) {
+                double wv = wr[i];
+                const double *hpr = Hp + (size_t)i * k;
+                for (int e = 0; e < k; e++) hr[e] += wv * hpr[e];
+                s += wv * hp[i];
+            }
+        h0[j] = s + bl[j];
+    }
+    finish_layer(C, l, Mmax);
+}
+
+static int final_rank(kc_ctx *C) {
+    int l = C->L - 1, k = C->k, n = C->widths[l];
+    const unsigned char *mask = C->bits + C->offsets[l];
+    double *M = C->Mbuf;
+    int na = 0;
+    for (int i = 0; i < n; i++)
+        if (mask[i]) { memcpy(M + (size_t)na * k, C->H[l] + (size_t)i * k, sizeof(double) * k); na++; }
+    return rank_of(C, M, na, k, C->mscale[l]);
+}
+
+/* fix the bits of layer l's hyperplanes (from index start) that miss the cell */
+static void screen(kc_ctx *C, int l, int start, const double *yc, double r, int nrows) {
+    int k = C->k, n = C->widths[l];
+    double tol = C->tol;
+    signed char *pre = C->pre[l];
+    double *rw = C->rowbuf;
+    for (int j = start; j < n; j++) {
+        if (pre[j] != -1) continue;
+        const double *a = C->Hn[l] + (size_t)j * k;
+        double a0 = C->h0n[l][j];
+        double s = dot(a, yc, k) + a0;
+        if (fabs(s) < r) continue; /* the ball is cut: both sides exist here */
+        int bit = s > 0;           /* the ball lies on side `bit`: test the other side */
+        double bound, rhs;
+        if (bit) {
+            bound = box_max(C, a, a0, -1.0);
+            for (int e = 0; e < k; e++) rw[e] = a[e];
+            rhs = -a0;
+        } else {
+            bound = box_max(C, a, a0, 1.0);
+            for (int e = 0; e < k; e++) rw[e] = -a[e];
+            rhs = a0;
+        }
+        if (bound < -C->drop) { pre[j] = (signed char)bit; C->screened++; continue; }
+        if (bound <= tol) { pre[j] = (signed char)(bit + 2); C->screened++; continue; }
+        double rr, t = cheb(C, nrows, rw, rhs, yc, C->ya, &rr);
+        if (C->error) return;
+        if (t <= tol) {
+            pre[j] = (signed char)(t < -C->drop ? bit : bit + 2);
+            C->screened++;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ context */
+
+#define KC_FREE_LAYERS(arr)                                   \
+    do {                                                      \
+        if (C->arr) {                                         \
+            for (int l_ = 0; l_ < C->L; l_++) free(C->arr[l_]); \
+            free(C->arr);                                     \
+        }                                                     \
+    } while (0)
+
+void kc_free(kc_ctx *C) {
+    if (!C) return;
+    KC_FREE_LAYERS(W); KC_FREE_LAYERS(b); KC_FREE_LAYERS(H); KC_FREE_LAYERS(h0);
+    KC_FREE_LAYERS(Hn); KC_FREE_LAYERS(h0n); KC_FREE_LAYERS(nrm); KC_FREE_LAYERS(pre);
+    free(C->widths); free(C->offsets); free(C->layer_of); free(C->bnd); free(C->wscale);
+    free(C->G); free(C->h); free(C->ylo); free(C->yhi); free(C->mscale); free(C->rank);
+    free(C->bits); free(C->rows); free(C->rhs); free(C->rowid);
+    free(C->st); free(C->st_y); free(C->st_row);
+    free(C->lpA); free(C->lpb); free(C->Q); free(C->R); free(C->x); free(C->p);
+    free(C->lam); free(C->Qc); free(C->Wset); free(C->inW);
+    free(C->v); free(C->ya); free(C->yi); free(C->yc); free(C->rowbuf); free(C->Mbuf); free(C->jac);
+    free(C->ebits); free(C->ey); free(C->er); free(C->erank); free(C->layer_counts);
+    blp_free(C->blp); free(C->blp_A); free(C->blp_c); free(C->blp_id); free(C->v2); free(C->v3);
+    free(C);
+}
+
+int kc_version(void) { return KC_VERSION; }
+int kc_n_neurons(const kc_ctx *C) { return C->N; }
+int kc_error(const kc_ctx *C) { return C->error; }
+
+static int valid_config(const kc_config *cfg) {
+    if (!cfg || cfg->k < 1 || cfg->L < 1 || cfg->mG < 0 || cfg->emax < 1) return 0;
+    if (!cfg->widths || !cfg->W || !cfg->b || !cfg->wscale) return 0;
+    if (cfg->mG > 0 && (!cfg->G || !cfg->h)) return 0;
+    if (cfg->bounded && (!cfg->ylo || !cfg->yhi)) return 0;
+    if (!(cfg->tol >= 0.0) || !(cfg->band_rel >= 0.0)) return 0;
+    long long N = 0;
+    for (int l = 0; l < cfg->L; l++) {
+        if (cfg->widths[l] < 1) return 0;
+        N += cfg->widths[l];
+    }
+    return N < (1 << 28); /* row ids 2*i+b and stack sizes stay far inside int */
+}
+
+/* 1 if the domain rows G y <= h are exactly the faces of the bounding box [ylo, yhi] */
+static int is_box_domain(const kc_ctx *C) {
+    int k = C->k;
+    if (!C->bounded || C->mG != 2 * k) return 0;
+    int seen_hi = 0, seen_lo = 0;
+    for (int i = 0; i < C->mG; i++) {
+        const double *g = C->G + (size_t)i * k;
+        int e0 = -1;
+        for (int e = 0; e < k; e++)
+            if (g[e] != 0.0) {
+                if (e0 >= 0) return 0;
+                e0 = e;
+            }
+        if (e0 < 0) return 0;
+        double want = g[e0] == 1.0 ? C->yhi[e0] : (g[e0] == -1.0 ? -C->ylo[e0] : NAN);
+        if (!(fabs(C->h[i] - want) <= 1e-12 * (1.0 + fabs(want)))) return 0;
+        if (g[e0] > 0) seen_hi++; else seen_lo++;
+    }
+    return seen_hi == k && seen_lo == k;
+}
+
+kc_ctx *kc_new(const kc_config *cfg, int *err) {
+    int dummy;
+    if (!err) err = &dummy;
+    *err = KC_OK;
+    if (!valid_config(cfg)) { *err = KC_ERR_ARG; return NULL; }
+    kc_ctx *C = (kc_ctx *)calloc(1, sizeof(kc_ctx));
+    if (!C) { *err = KC_ERR_NOMEM; return NULL; }
+    int k = cfg->k, L = cfg->L;
+    const int *widths = cfg->widths;
+    C->k = k; C->L = L; C->tol = cfg->tol; C->cap = KC_BALL_CAP; C->drop = KC_DROP_MARGIN;
+    C->band = cfg->band_rel * cfg->tol + KC_BAND_ABS;
+    C->dense = k <= cfg->dense_max_k;
+    C->lp_fn = cfg->lp_fn; C->lp_user = cfg->lp_user;
+    int N = 0, wmax = k;
+    for (int l = 0; l < L; l++) { N += widths[l]; if (widths[l] > wmax) wmax = widths[l]; }
+    C->N = N;
+    size_t K = (size_t)k, n = K + 1;
+
+    /* 1. allocate everything (zalloc records a failure; nothing is written before the check) */
+    C->widths = (int *)zalloc(C, L, sizeof(int));
+    C->offsets = (int *)zalloc(C, (size_t)L + 1, sizeof(int));
+    C->layer_of = (int *)zalloc(C, (size_t)N + 1, sizeof(int));
+    C->bnd = (int *)zalloc(C, (size_t)N + 1, sizeof(int));
+    C->W = (double **)zalloc(C, L, sizeof(double *));
+    C->b = (double **)zalloc(C, L, sizeof(double *));
+    C->H = (double **)zalloc(C, L, sizeof(double *));
+    C->h0 = (double **)zalloc(C, L, sizeof(double *));
+    C->Hn = (double **)zalloc(C, L, sizeof(double *));
+    C->h0n = (double **)zalloc(C, L, sizeof(double *));
+    C->nrm = (double **)zalloc(C, L, sizeof(double *));
+    C->pre = (signed char **)zalloc(C, L, sizeof(signed char *));
+    if (C->oom) goto fail;
+    for (int l = 0; l < L; l++) {
+        size_t in = l ? (size_t)widths[l - 1] : K, w = (size_t)widths[l];
+        C->W[l] = (double *)zalloc(C, w * in, sizeof(double));
+        C->b[l] = (double *)zalloc(C, w, sizeof(double));
+        C->H[l] = (double *)zalloc(C, w * K, sizeof(double));
+        C->h0[l] = (double *)zalloc(C, w, sizeof(double));
+        C->Hn[l] = (double *)zalloc(C, w * K, sizeof(double));
+        C->h0n[l] = (double *)zalloc(C, w, sizeof(double));
+        C->nrm[l] = (double *)zalloc(C, w, sizeof(double));
+        C->pre[l] = (signed char *)zalloc(C, w, 1);
+    }
+    C->wscale = (double *)zalloc(C, L, sizeof(double));
+    C->mG = cfg->mG;
+    C->G = (double *)zalloc(C, (size_t)cfg->mG * K, sizeof(double));
+    C->h = (double *)zalloc(C, cfg->mG, sizeof(double));
+    C->bounded = cfg->bounded != 0;
+    C->ylo = (double *)zalloc(C, K, sizeof(double));
+    C->yhi = (double *)zalloc(C, K, sizeof(double));
+    C->mscale = (double *)zalloc(C, L, sizeof(double));
+    C->rank = (int *)zalloc(C, (size_t)L + 1, sizeof(int));
+    C->bits = (unsigned char *)zalloc(C, (size_t)N + 1, 1);
+    C->rows = (double *)zalloc(C, ((size_t)N + 1) * K, sizeof(double));
+    C->rhs = (double *)zalloc(C, (size_t)N + 1, sizeof(double));
+    C->rowid = (int *)zalloc(C, (size_t)N + 1, sizeof(int));
+    C->st_cap = 2 * N + 8;
+    C->st = (Entry *)zalloc(C, C->st_cap, sizeof(Entry));
+    C->st_y = (double *)zalloc(C, (size_t)C->st_cap * K, sizeof(double));
+    C->st_row = (double *)zalloc(C, (size_t)C->st_cap * n, sizeof(double));
+    if (C->dense) {
+        size_t m = (size_t)cfg->mG + N + 4;
+        C->lpA = (double *)zalloc(C, m * n, sizeof(double));
+        C->lpb = (double *)zalloc(C, m, sizeof(double));
+        C->inW = (unsigned char *)zalloc(C, m, 1);
+        C->Q = (double *)zalloc(C, n * n, sizeof(double));
+        C->R = (double *)zalloc(C, n * n, sizeof(double));
+        C->x = (double *)zalloc(C, n, sizeof(double));
+        C->p = (double *)zalloc(C, n, sizeof(double));
+        C->lam = (double *)zalloc(C, n, sizeof(double));
+        C->Qc = (double *)zalloc(C, n, sizeof(double));
+        C->Wset = (int *)zalloc(C, n + 1, sizeof(int));
+    }
+    C->v = (double *)zalloc(C, (n > (size_t)wmax ? n : (size_t)wmax) + 1, sizeof(double));
+    C->ya = (double *)zalloc(C, K, sizeof(double));
+    C->yi = (double *)zalloc(C, K, sizeof(double));
+    C->yc = (double *)zalloc(C, K, sizeof(double));
+    C->rowbuf = (double *)zalloc(C, K, sizeof(double));
+    C->Mbuf = (double *)zalloc(C, (size_t)wmax * K, sizeof(double));
+    C->jac = (double *)zalloc(C, (size_t)wmax * K, sizeof(double));
+    C->emax = cfg->emax;
+    C->ebits = (unsigned char *)zalloc(C, (size_t)cfg->emax * N, 1);
+    C->ey = (double *)zalloc(C, (size_t)cfg->emax * K, sizeof(double));
+    C->er = (double *)zalloc(C, cfg->emax, sizeof(double));
+    C->erank = (int *)zalloc(C, (size_t)cfg->emax * L, sizeof(int));
+    C->layer_counts = (long long *)zalloc(C, L, sizeof(long long));
+    if (C->oom) goto fail;
+
+    /* 2. fill in */
+    memcpy(C->widths, widths, sizeof(int) * L);
+    int off = 0;
+    for (int l = 0; l < L; l++) { C->offsets[l] = off; off += widths[l]; }
+    C->offsets[L] = N;
+    for (int l = 0; l < L; l++)
+        for (int i = C->offsets[l]; i < C->offsets[l + 1]; i++) C->layer_of[i] = l;
+    for (int l = 1; l <= L; l++) C->bnd[C->offsets[l]] = l;
+    size_t wo = 0, bo = 0;
+    for (int l = 0; l < L; l++) {
+        size_t in = l ? (size_t)widths[l - 1] : K, w = (size_t)widths[l];
+        memcpy(C->W[l], cfg->W + wo, sizeof(double) * w * in);
+        wo += w * in;
+        memcpy(C->b[l], cfg->b + bo, sizeof(double) * w);
+        bo += w;
+    }
+    memcpy(C->wscale, cfg->wscale, sizeof(double) * L);
+    if (cfg->mG) {
+        memcpy(C->G, cfg->G, sizeof(double) * (size_t)cfg->mG * K);
+        memcpy(C->h, cfg->h, sizeof(double) * (size_t)cfg->mG);
+    }
+    if (C->bounded) {
+        memcpy(C->ylo, cfg->ylo, sizeof(double) * K);
+        memcpy(C->yhi, cfg->yhi, sizeof(double) * K);
+    }
+    /* 3. the box LP, where the domain is exactly its bounding box and the dense LP is not used */
+    if (!C->dense && is_box_domain(C)) {
+        C->blp = blp_new(k, N + 1, C->ylo, C->yhi, C->tol, C->cap);
+        C->blp_A = (double *)zalloc(C, (size_t)(N + 1) * K, sizeof(double));
+        C->blp_c = (double *)zalloc(C, (size_t)N + 1, sizeof(double));
+        C->blp_id = (long long *)zalloc(C, (size_t)N + 1, sizeof(long long));
+        C->v2 = (double *)zalloc(C, K, sizeof(double));
+        C->v3 = (double *)zalloc(C, K, sizeof(double));
+        if (C->oom) goto fail;
+        if (C->blp) blp_set_early(C->blp, C->tol + C->band, C->tol - C->band);
+        /* blp_new gives NULL for a box not wider than 2 tol, or on allocation failure: then
+         * lp_fn decides everything, as before */
+    }
+    return C;
+fail:
+    kc_free(C);
+    *err = KC_ERR_NOMEM;
+    return NULL;
+}
+
+static void push(kc_ctx *C, int depth, int nrows, int has_row, int row_id, unsigned char bit, const double *y,
+                 double r, const double *row, double rhs) {
+    int k = C->k, s = C->nst++;
+    Entry *e = C->st + s;
+    e->depth = depth; e->nrows = nrows; e->has_row = has_row; e->row_id = row_id; e->bit = bit; e->r = r;
+    memcpy(C->st_y + (size_t)s * k, y, sizeof(double) * k);
+    if (has_row) {
+        memcpy(C->st_row + (size_t)s * (k + 1), row, sizeof(double) * k);
+        C->st_row[(size_t)s * (k + 1) + k] = rhs;
+    }
+}
+
+/* append the row of neuron i (direction a, offset a0) on side bit to the path */
+static inline int add_row(kc_ctx *C, int nrows, int i, int bit, const double *a, double a0) {
+    int k = C->k;
+    double *row = C->rows + (size_t)nrows * k;
+    if (bit) {
+        for (int q = 0; q < k; q++) row[q] = -a[q];
+        C->rhs[nrows] = a0;
+    } else {
+        memcpy(row, a, sizeof(double) * k);
+        C->rhs[nrows] = -a0;
+    }
+    C->rowid[nrows] = 2 * i + bit;
+    return nrows + 1;
+}
+
+int kc_start(kc_ctx *C, int depth, const unsigned char *bits, const double *yc, double r) {
+    int k = C->k;
+    C->nst = 0;
+    C->ne = 0;
+    C->error = 0;
+    C->started = 0;
+    if (depth < 0 || depth > C->N || (depth > 0 && !bits)) { C->error = KC_ERR_ARG; return -C->error; }
+    for (int i = 0; i < depth; i++) C->bits[i] = bits[i] ? 1 : 0;
+    layer0(C);
+    int nrows = 0;
+    for (int i = 0; i < depth; i++) {
+        int l = C->layer_of[i], j = i - C->offsets[l];
+        if (j == 0 && l > 0) transition(C, l);
+        if (C->nrm[l][j] == 0.0) continue;
+        nrows = add_row(C, nrows, i, C->bits[i], C->Hn[l] + (size_t)j * k, C->h0n[l][j]);
+    }
+    if (depth < C->N) {
+        int l = C->layer_of[depth];
+        if (depth > C->offsets[l] || depth == 0) screen(C, l, depth - C->offsets[l], yc, r, nrows);
+        /* else: the node completes layer l-1; kc_run makes the transition */
+    }
+    if (C->error) return -C->error;
+    push(C, depth, nrows, 0, 0, depth ? C->bits[depth - 1] : 0, yc, r, NULL, 0.0);
+    C->started = 1;
+    return 0;
+}
+
+int kc_run(kc_ctx *C, long long max_nodes) {
+    int k = C->k, N = C->N;
+    double tol = C->tol, drop = C->drop;
+    double *yc = C->yc, *ya = C->ya, *yi = C->yi;
+    C->ne = 0;
+    long long done = 0;
+    if (C->error) return -C->error;
+    if (!C->started) { C->error = KC_ERR_STATE; return -C->error; }
+    if (max_nodes > C->emax) max_nodes = C->emax;
+    while (C->nst > 0) {
+        if (done >= max_nodes) return 1;
+        int s = --C->nst;
+        Entry e = C->st[s];
+        int depth = e.depth, nrows = e.nrows;
+        double r = e.r;
+        memcpy(yc, C->st_y + (size_t)s * k, sizeof(double) * k);
+        if (e.has_row) {
+            memcpy(C->rows + (size_t)(nrows - 1) * k, C->st_row + (size_t)s * (k + 1), sizeof(double) * k);
+            C->rhs[nrows - 1] = C->st_row[(size_t)s * (k + 1) + k];
+            C->rowid[nrows - 1] = e.row_id;
+        }
+        if (depth > 0) C->bits[depth - 1] = e.bit;
+        for (;;) {
+            if (done >= max_nodes) {
+                push(C, depth, nrows, 0, 0, depth ? C->bits[depth - 1] : 0, yc, r, NULL, 0.0);
+                return 1;
+            }
+            done++;
+            C->nodes++;
+            int i = depth;
+            if (i > 0 && C->bnd[i]) { /* the node completes layer lb-1 */
+                int lb = C->bnd[i];
+                C->layer_counts[lb - 1]++;
+                if (i == N) {
+                    int q = C->ne++;
+                    memcpy(C->ebits + (size_t)q * N, C->bits, N);
+                    memcpy(C->ey + (size_t)q * k, yc, sizeof(double) * k);
+                    C->er[q] = r;
+                    for (int l = 1; l < C->L; l++) C->erank[(size_t)q * C->L + l - 1] = C->rank[l];
+                    C->erank[(size_t)q * C->L + C->L - 1] = final_rank(C);
+                    C->regions++;
+                    break;
+                }
+                transition(C, lb);
+                screen(C, lb, 0, yc, r, nrows);
+                if (C->error) return -C->error;
+            }
+            int l = C->layer_of[i], j = i - C->offsets[l];
+            const double *a = C->Hn[l] + (size_t)j * k;
+            double a0 = C->h0n[l][j];
+            signed char pr = C->pre[l][j];
+            if (pr >= 0) { /* bit fixed for the subtree (constant neuron or screened) */
+                int bit = pr & 1;
+                C->bits[i] = (unsigned char)bit;
+                if (pr >= 2) nrows = add_row(C, nrows, i, bit, a, a0);
+                depth++;
+                continue;
+            }
+            /* signed distance of the centre (positive: active side) */
+            double sd = dot(a, yc, k) + a0;
+            int have_a = 0, have_i = 0;
+            double ra = 0, ri = 0;
+            if (sd >= r) { have_a = 1; memcpy(ya, yc, sizeof(double) * k); ra = r; }
+            else if (sd <= -r) { have_i = 1; memcpy(yi, yc, sizeof(double) * k); ri = r; }
+            else { /* the hyperplane cuts the ball: both caps hold a ball */
+                double ra_ = (r + sd) / 2.0, ri_ = (r - sd) / 2.0;
+                if (ra_ > tol) {
+                    have_a = 1; ra = ra_;
+                    double f = (r - sd) / 2.0;
+                    for (int q = 0; q < k; q++) ya[q] = yc[q] + a[q] * f;
+                }
+                if (ri_ > tol) {
+                    have_i = 1; ri = ri_;
+                    double f = (r + sd) / 2.0;
+                    for (int q = 0; q < k; q++) yi[q] = yc[q] - a[q] * f;
+                }
+                if (have_a && have_i) C->cert_both++;
+            }
+            int keep_a = 1, keep_i = 1;
+            if (!have_a) { /* active side {a y + a0 >= 0}: row -a y <= a0 */
+                double bound = box_max(C, a, a0, 1.0);
+                if (bound <= tol) keep_i = bound >= -drop;
+                else {
+                    double *rw = C->rowbuf;
+                    for (int q = 0; q < k; q++) rw[q] = -a[q];
+                    double rr, t = cheb(C, nrows, rw, a0, yc, ya, &rr);
+                    if (C->error) return -C->error;
+                    if (t > tol) { have_a = 1; ra = rr; }
+                    else keep_i = t >= -drop;
+                }
+            }
+            if (!have_i) { /* inactive side {a y + a0 <= 0}: row a y <= -a0 */
+                double bound = box_max(C, a, a0, -1.0);
+                if (bound <= tol) keep_a = bound >= -drop;
+                else {
+                    double rr, t = cheb(C, nrows, a, -a0, yc, yi, &rr);
+                    if (C->error) return -C->error;
+                    if (t > tol) { have_i = 1; ri = rr; }
+                    else keep_a = t >= -drop;
+                }
+            }
+            if (have_a && have_i) {
+                push(C, i + 1, keep_i ? nrows + 1 : nrows, keep_i, 2 * i, 0, yi, ri, a, -a0);
+            } else if (have_i) { /* continue with the inactive child */
+                C->bits[i] = 0;
+                if (keep_i) nrows = add_row(C, nrows, i, 0, a, a0);
+                memcpy(yc, yi, sizeof(double) * k);
+                r = ri;
+                depth++;
+                continue;
+            } else if (!have_a) {
+                break; /* numerically empty cell (cannot happen with a valid ball; kept safe) */
+            }
+            C->bits[i] = 1; /* continue with the active child */
+            if (keep_a) nrows = add_row(C, nrows, i, 1, a, a0);
+            memcpy(yc, ya, sizeof(double) * k);
+            r = ra;
+            depth++;
+        }
+    }
+    return 0;
+}
+
+int kc_pending(const kc_ctx *C) { return C->nst; }
+
+int kc_frontier(kc_ctx *C, int *depths, unsigned char *bits, double *ys, double *rs) {
+    int k = C->k, N = C->N, n = C->nst;
+    for (int s = 0; s < n; s++) {
+        Entry *e = C->st + s;
+        depths[s] = e->depth;
+        unsigned char *bb = bits + (size_t)s * N;
+        memset(bb, 0, N);
+        if (e->depth > 0) {
+            memcpy(bb, C->bits, e->depth - 1);
+            bb[e->depth - 1] = e->bit;
+        }
+        memcpy(ys + (size_t)s * k, C->st_y + (size_t)s * k, sizeof(double) * k);
+        rs[s] = e->r;
+    }
+    C->nst = 0;
+    return n;
+}
+
+int kc_nemit(const kc_ctx *C) { return C->ne; }
+const unsigned char *kc_emit_bits(const kc_ctx *C) { return C->ebits; }
+const double *kc_emit_y(const kc_ctx *C) { return C->ey; }
+const double *kc_emit_r(const kc_ctx *C) { return C->er; }
+const int *kc_emit_rank(const kc_ctx *C) { return C->erank; }
+
+void kc_stats(const kc_ctx *C, long long *out) {
+    out[KC_ST_NODES] = C->nodes; out[KC_ST_LPS] = C->lps; out[KC_ST_REGIONS] = C->regions;
+    out[KC_ST_CERT_BOTH] = C->cert_both; out[KC_ST_SCREENED] = C->screened;
+    out[KC_ST_FALLBACKS] = C->fallbacks; out[KC_ST_LP_ITERS] = C->lp_iters; out[KC_ST_LP_FAIL] = C->lp_fail;
+    for (int l = 0; l < C->L; l++) out[KC_NSTATS + l] = C->layer_counts[l];
+}
+
+double kc_lp(kc_ctx *C, int nrows, const int *ids, const double *A, const double *c, const double *a, double c0,
+             const double *ystart, double *yout) {
+    C->error = 0;
+    C->started = 0; /* the path buffers are overwritten: a running search cannot go on */
+    C->nst = 0;
+    if (nrows < 0 || nrows > C->N) { C->error = KC_ERR_ARG; return -INFINITY; }
+    memcpy(C->rows, A, sizeof(double) * (size_t)nrows * C->k);
+    memcpy(C->rhs, c, sizeof(double) * (size_t)nrows);
+    memcpy(C->rowid, ids, sizeof(int) * (size_t)nrows);
+    double rr;
+    return cheb(C, nrows, a, c0, ystart, yout, &rr);
+}

@@ -1,0 +1,262 @@
+"""The per-rank append-only journal: checksummed frames, its writer (:class:`Journal`) and
+its reader (:func:`read_journal`), which verifies every record and its rows."""
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...engine.work import WorkItem
+from .layout import CheckpointError, FORMAT, FORMAT_VERSION, KIND_DONE, KIND_HEADER, KIND_SYNC, MAX_PAYLOAD, Shape, _DONE, _FRAME, _SYNC, encode_items, generation_dir, item_key
+
+# ----------------------------------------------------------------------------- the journal (writer)
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _frame(payload: bytes) -> bytes:
+    return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+class Journal:
+    """One rank's append-only journal and regions file for one generation.
+
+    Writes go straight to the OS (``os.write``, no user-space buffer), so a killed process loses
+    nothing it has committed; :meth:`flush` adds the fsync (power loss) and a sync marker.
+    """
+
+    def __init__(self, ckdir, generation, rank, shape: Shape):
+        self.shape = shape
+        self.generation = int(generation)
+        self.rank = int(rank)
+        gdir = generation_dir(ckdir, generation)
+        self.journal_path = os.path.join(gdir, f"rank{rank}.journal")
+        self.regions_path = os.path.join(gdir, f"rank{rank}.regions")
+        self.dtype = shape.row_dtype
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+        self._rfd = os.open(self.regions_path, flags, 0o644)
+        self._jfd = os.open(self.journal_path, flags, 0o644)
+        self.rows_written = 0
+        self.records = 0
+        self._dirty = False
+        hdr = {"format": FORMAT + ".journal", "format_version": FORMAT_VERSION, "generation": self.generation,
+               "rank": self.rank, "N": shape.N, "k": shape.k, "L": shape.L, "d": shape.d,
+               "item_floats": shape.item_floats, "row_bytes": self.dtype.itemsize}
+        self.broken = False  # a write failed (full disk, I/O error): nothing more is written
+        self._w(self._jfd, _frame(bytes([KIND_HEADER]) + json.dumps(hdr, sort_keys=True).encode()))
+
+    def _w(self, fd, data, sync=False):
+        """Write (or fsync) ``fd``; an OSError names the file and stops all further writes, so
+        that a torn frame stays the journal's last and the reader ignores it."""
+        if self.broken:
+            raise OSError(f"{self.journal_path}: the journal is closed after a write error")
+        try:
+            if sync:
+                os.fsync(fd)
+            else:
+                _write_all(fd, data)
+        except OSError as exc:
+            self.broken = True
+            path = self.regions_path if fd == self._rfd else self.journal_path
+            raise OSError(exc.errno, f"cannot write the checkpoint ({exc.strerror})", path) from None
+
+    # -- the two halves of a commit (kept separate so tests can kill in between)
+    def append_rows(self, rows):
+        """Append region rows; returns (row offset, count, crc32 of the bytes)."""
+        off = self.rows_written
+        if rows is None or len(rows) == 0:
+            return off, 0, 0
+        data = np.ascontiguousarray(rows, dtype=self.dtype).tobytes()
+        self._w(self._rfd, data)
+        n = len(rows)
+        self.rows_written += n
+        self._dirty = True
+        return off, n, zlib.crc32(data)
+
+    def append_record(self, done, children, row_off, n_rows, rows_crc, layer_counts_delta=None, stats_delta=None):
+        sh = self.shape
+        d_arr = encode_items(done, sh)
+        c_arr = encode_items(children, sh)
+        lc = np.zeros(sh.L, np.int64) if layer_counts_delta is None else np.asarray(layer_counts_delta, np.int64)
+        if lc.shape != (sh.L,):
+            raise ValueError(f"layer_counts_delta must have shape ({sh.L},), got {lc.shape}")
+        st = json.dumps(stats_delta, sort_keys=True).encode() if stats_delta else b""
+        payload = b"".join([_DONE.pack(KIND_DONE, len(d_arr), len(c_arr), len(st), int(row_off), int(n_rows),
+                                       int(rows_crc)),
+                            d_arr.tobytes(), c_arr.tobytes(), lc.tobytes(), st])
+        self._w(self._jfd, _frame(payload))
+        self.records += 1
+        self._dirty = True
+
+    def item_done(self, item, children, regions_rows=None, layer_counts_delta=None, stats_delta=None):
+        """Commit a finished item (or a list of items, e.g. the static expansion's roots).
+
+        ``children``: the unexplored frontier (they become open items); ``regions_rows``: the
+        rows emitted while exploring it (structured array of :attr:`dtype`); the layer-count and
+        stats deltas of this exploration.  Items listed both as done and as children cancel out.
+        """
+        single = isinstance(item, WorkItem)
+        done = [item] if single else list(item)
+        children = list(children)
+        if not single and done and children:  # (a node is never its own child)
+            dk = {item_key(it) for it in done}
+            ck = {item_key(it) for it in children}
+            both = dk & ck
+            if both:
+                done = [it for it in done if item_key(it) not in both]
+                children = [it for it in children if item_key(it) not in both]
+        n_rows = 0 if regions_rows is None else len(regions_rows)
+        if not done and not children and n_rows == 0:
+            return
+        if not done:
+            raise ValueError("a journal record needs at least one finished item")
+        off, n, crc = self.append_rows(regions_rows)
+        self.append_record(done, children, off, n, crc, layer_counts_delta, stats_delta)
+
+    def flush(self, fsync=True):
+        """Make everything durable: fsync the regions then the journal, then a sync marker."""
+        if not self._dirty or self._jfd is None or self.broken:
+            return
+        if fsync:
+            self._w(self._rfd, None, sync=True)
+            self._w(self._jfd, None, sync=True)
+            self._w(self._jfd, _frame(_SYNC.pack(KIND_SYNC, self.rows_written)))
+        self._dirty = False
+
+    def close(self, fsync=True):
+        if self._jfd is None:
+            return
+        try:
+            if not self.broken:
+                self.flush(fsync)
+                if fsync:
+                    self._w(self._jfd, None, sync=True)
+        finally:
+            os.close(self._jfd)
+            os.close(self._rfd)
+            self._jfd = self._rfd = None
+
+
+# ----------------------------------------------------------------------------- the journal (reader)
+
+@dataclass
+class _Record:
+    file: int
+    index: int
+    done: np.ndarray
+    children: np.ndarray
+    row_off: int
+    n_rows: int
+    rows_crc: int
+    lc: np.ndarray
+    stats: dict
+
+
+@dataclass
+class JournalScan:
+    path: str
+    header: dict | None
+    records: list
+    valid_bytes: int  # length of the committed prefix
+    file_bytes: int
+    notes: list = field(default_factory=list)
+
+
+def read_journal(path, regions_path, shape: Shape, limit=None, verify="all", file_index=0) -> JournalScan:
+    """Parse the committed prefix of one journal (at most ``limit`` bytes).
+
+    A frame with a bad length or crc ends the prefix (a torn tail).  A record whose rows are not
+    all in the regions file, or (``verify="tail"``: only after the last sync marker; ``"all"``, the default:
+    everywhere) whose rows fail their crc, ends it too.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read() if limit is None else f.read(int(limit))
+    except OSError as exc:
+        raise CheckpointError(f"{path}: unreadable journal ({exc.strerror})") from None
+    size = os.path.getsize(path) if limit is None else min(int(limit), os.path.getsize(path))
+    try:
+        rsize = os.path.getsize(regions_path)
+    except OSError:
+        rsize = 0
+    itemsize = shape.row_dtype.itemsize
+    rows_in_file = rsize // itemsize
+    sh = shape
+    nf = sh.item_floats
+    frames = []  # (kind, payload, end)
+    pos = 0
+    while pos + _FRAME.size <= len(data):
+        n, crc = _FRAME.unpack_from(data, pos)
+        end = pos + _FRAME.size + n
+        if n == 0 or n > MAX_PAYLOAD or end > len(data):
+            break
+        payload = data[pos + _FRAME.size:end]
+        if zlib.crc32(payload) != crc:
+            break
+        frames.append((payload[0], payload, end))
+        pos = end
+    scan = JournalScan(path, None, [], 0, size)
+    if not frames or frames[0][0] != KIND_HEADER:
+        if size:
+            scan.notes.append(f"{os.path.basename(path)}: no valid header; ignored ({size} bytes)")
+        return scan
+    try:
+        hdr = json.loads(frames[0][1][1:].decode())
+    except ValueError:
+        raise CheckpointError(f"{path}: bad journal header") from None
+    for key in ("N", "k", "L", "d"):
+        if hdr.get(key) != getattr(sh, key):
+            raise CheckpointError(f"{path}: journal header {key}={hdr.get(key)} differs from the problem's "
+                                  f"{getattr(sh, key)}")
+    scan.header = hdr
+    valid_end = frames[0][2]
+    last_sync = max([i for i, fr in enumerate(frames) if fr[0] == KIND_SYNC], default=-1)
+    rf = None
+    try:
+        for i, (kind, payload, end) in enumerate(frames[1:], start=1):
+            if kind == KIND_SYNC:
+                valid_end = end
+                continue
+            if kind != KIND_DONE:
+                raise CheckpointError(f"{path}: unknown journal record kind {kind}")
+            _, nd, nc, ns, row_off, n_rows, rows_crc = _DONE.unpack_from(payload, 0)
+            p = _DONE.size
+            need = p + 8 * nf * (nd + nc) + 8 * sh.L + ns
+            if need != len(payload):
+                raise CheckpointError(f"{path}: journal record {i} has a bad size")
+            done = np.frombuffer(payload, np.float64, nd * nf, p).reshape(nd, nf)
+            p += 8 * nf * nd
+            children = np.frombuffer(payload, np.float64, nc * nf, p).reshape(nc, nf)
+            p += 8 * nf * nc
+            lc = np.frombuffer(payload, np.int64, sh.L, p).copy()
+            p += 8 * sh.L
+            stats = json.loads(payload[p:p + ns].decode()) if ns else {}
+            if row_off + n_rows > rows_in_file:
+                scan.notes.append(f"{os.path.basename(path)}: record {i} points past the end of the regions "
+                                  f"file; it and everything after it are ignored")
+                break
+            if n_rows and (verify == "all" or (verify == "tail" and i > last_sync)):
+                if rf is None:
+                    rf = open(regions_path, "rb")
+                rf.seek(row_off * itemsize)
+                if zlib.crc32(rf.read(n_rows * itemsize)) != rows_crc:
+                    scan.notes.append(f"{os.path.basename(path)}: record {i} has damaged region rows; it and "
+                                      f"everything after it are ignored")
+                    break
+            scan.records.append(_Record(file_index, i, done, children, int(row_off), int(n_rows), int(rows_crc),
+                                        lc, stats))
+            valid_end = end
+    finally:
+        if rf is not None:
+            rf.close()
+    scan.valid_bytes = valid_end
+    if valid_end < size:
+        scan.notes.append(f"{os.path.basename(path)}: ignored an uncommitted tail of {size - valid_end} bytes")
+    return scan

@@ -1,0 +1,157 @@
+"""The only reader of result files (CONTRACT §3): :func:`load_result` into a :class:`Result`.
+
+Plain h5py, no MPI.  The layout itself is defined by :mod:`mpi_enum.io.results` (the writer);
+post-processing (:mod:`mpi_enum.post`) and the Python API read files only through here.
+
+May import: :mod:`mpi_enum.model`, :mod:`mpi_enum.io.results`, numpy, h5py.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from .results import open_result
+
+
+
+@dataclass
+class Result:
+    path: str
+    attrs: dict
+    n: int
+    d: int
+    widths: list
+    packed: np.ndarray  # (n, ceil(N/8)) uint8
+    points: np.ndarray  # (n, d)
+    radius: np.ndarray  # (n,)
+    ranks: np.ndarray  # (n, L) int
+    layer_counts: np.ndarray  # (L,)
+    net: object = None  # mpi_enum.network.Network from /network (None if absent)
+    domain: object = None  # mpi_enum.domain.Domain from /domain (None if absent)
+    spec: dict = field(default_factory=dict)
+    has_regions: bool = True
+    missing: list = field(default_factory=list)
+    stats: dict = field(default_factory=dict)  # /stats/<name>: per-rank lists
+
+    @property
+    def N(self):
+        return int(sum(self.widths))
+
+    @property
+    def L(self):
+        return len(self.widths)
+
+    @property
+    def offsets(self):
+        return np.concatenate([[0], np.cumsum(self.widths)]).astype(int)
+
+    @property
+    def k(self):
+        return self.domain.k if self.domain is not None else self.d
+
+    def bits(self, rows=None):
+        """Patterns as a uint8 0/1 matrix (n, N) (or for ``rows``)."""
+        p = self.packed if rows is None else self.packed[rows]
+        return np.unpackbits(p, axis=1, count=self.N) if p.size else np.zeros((len(p), self.N), np.uint8)
+
+
+def _attr(a, name, default=None):
+    v = a.get(name, default)
+    if isinstance(v, bytes):
+        v = v.decode()
+    return v
+
+
+def load_result(path, need_network=False):
+    """Read a result file.  Raises InputError for anything that is not a readable result file."""
+    from ..model.network import Network
+
+    with open_result(path) as f:
+        a = f.attrs
+        attrs = {k: _attr(a, k) for k in a.keys()}
+        missing = [p for p in ("regions/pattern", "regions/interior_point", "regions/radius", "regions/affine_rank",
+                               "layers/n_regions") if p not in f]
+        if missing:
+            raise InputError(f"{path}: missing dataset(s) {', '.join('/' + m for m in missing)}")
+        try:
+            widths = [int(w) for w in np.atleast_1d(a["hidden_widths"])]
+            d = int(a["input_dim"])
+        except KeyError as exc:
+            raise InputError(f"{path}: missing root attribute {exc}") from None
+        packed = np.asarray(f["regions/pattern"][()], dtype=np.uint8)
+        pts = np.asarray(f["regions/interior_point"][()], dtype=np.float64)
+        rad = np.asarray(f["regions/radius"][()], dtype=np.float64)
+        rk = np.asarray(f["regions/affine_rank"][()]).astype(np.int64)
+        lc = np.asarray(f["layers/n_regions"][()], dtype=np.int64)
+        n = len(rad)
+        N = sum(widths)
+        if packed.ndim != 2 or packed.shape != (n, (N + 7) // 8):
+            raise InputError(f"{path}: /regions/pattern has shape {packed.shape}, expected ({n}, {(N + 7) // 8})")
+        if pts.shape != (n, d):
+            raise InputError(f"{path}: /regions/interior_point has shape {pts.shape}, expected ({n}, {d})")
+        if rk.shape != (n, len(widths)):
+            raise InputError(f"{path}: /regions/affine_rank has shape {rk.shape}, expected ({n}, {len(widths)})")
+        net = None
+        if "network" in f:
+            Ws, bs = [], []
+            i = 0
+            while f"network/W{i}" in f:
+                Ws.append(np.asarray(f[f"network/W{i}"][()], dtype=np.float64))
+                bs.append(np.asarray(f[f"network/b{i}"][()], dtype=np.float64))
+                i += 1
+            if Ws:
+                net = Network(Ws, bs, source=path, sha256=str(attrs.get("network_sha256", "")))
+        if need_network and net is None:
+            raise InputError(f"{path}: the result file has no /network group (written by an older mpi_enum?)")
+        try:
+            spec = json.loads(attrs.get("domain") or "{}")
+        except ValueError:
+            spec = {}
+        stats = {k: f["stats"][k][()].tolist() for k in f["stats"]} if "stats" in f else {}
+        dom = None
+        if "domain" in f and "domain/E" in f:
+            dom = _domain_from_arrays(np.asarray(f["domain/x0"][()], float), np.asarray(f["domain/E"][()], float),
+                                      np.asarray(f["domain/G"][()], float), np.asarray(f["domain/h"][()], float),
+                                      spec)
+    if dom is None and net is not None:
+        try:
+            dom = domain_from_spec(spec, net)
+        except Exception:
+            dom = None
+    if dom is None:
+        raise InputError(f"{path}: the result file has no /domain group and its domain attribute cannot be rebuilt")
+    return Result(path, attrs, n, d, widths, packed, pts, rad, rk, lc, net, dom, spec, stats=stats)
+
+
+def _domain_from_arrays(x0, E, G, h, spec):
+    from ..model.domain import Domain, _bbox
+
+    d, k = E.shape
+    G = G.reshape(-1, k)
+    rscale = float(np.linalg.svd(E, compute_uv=False).min()) if k else 1.0
+    y_lo = y_hi = None
+    if len(G):
+        y_lo, y_hi = _bbox(G, h)
+    return Domain(str(spec.get("kind", "unknown")), d, k, x0, E, G, h, rscale, y_lo, y_hi, dict(spec))
+
+
+def domain_from_spec(spec, net):
+    """Rebuild the domain from the root attribute ``domain`` (JSON) and the network."""
+    from ..model.domain import box_domain, line_domain, plane_domain, polytope_domain, unbounded_domain
+
+    d = net.input_dim
+    kind = spec.get("kind")
+    if kind in ("box", "ball"):
+        return box_domain(np.asarray(spec["lo"], float), np.asarray(spec["hi"], float), dict(spec))
+    if kind == "polytope":
+        return polytope_domain(np.asarray(spec["A"], float), np.asarray(spec["b"], float), d, spec.get("file", "--polytope"))
+    if kind == "plane":
+        return plane_domain(np.asarray(spec["points"], float), d, spec.get("file", "--plane"))
+    if kind == "line":
+        return line_domain(np.asarray(spec["points"], float), d, spec.get("file", "--line"))
+    if kind == "unbounded":
+        return unbounded_domain(d)
+    raise ValueError(f"unknown domain kind {kind!r}")

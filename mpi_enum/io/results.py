@@ -1,0 +1,481 @@
+"""The result file: this module alone owns the HDF5 layout (CONTRACT §3) and documents it.
+
+Layout, ``format = "mpi_enum.regions"``, ``format_version = 1``
+----------------------------------------------------------------
+Root attributes (contract): ``format``, ``format_version``, ``n_regions``, ``input_dim``,
+``hidden_widths``, ``complete``, ``n_ranks``, ``wall_seconds``, ``network_sha256``, ``domain``
+(JSON), ``software`` (JSON), ``tol``.  Extensions: ``io_mode`` ("mpio-collective" or
+"serial-ordered"), ``command_line``, ``created`` (UTC ISO time), ``reduced_dim`` (k, the
+domain's own dimension), ``stopped_reason`` ("" when complete).
+
+Datasets (contract)::
+
+    /regions/pattern         uint8   (n, ceil(N/8))  packbits of the N hidden bits, layer-major
+    /regions/interior_point  float64 (n, d)          strictly interior point, input coordinates
+    /regions/radius          float64 (n,)            ball radius around it inside the region
+    /regions/affine_rank     int16   (n, L)          rank of the affine map after each hidden layer
+    /layers/n_regions        int64   (L,)            regions after each hidden layer
+
+Extensions (self-description, so post-processing needs no other file)::
+
+    /network/W0, /network/b0, ... /network/WL, /network/bL   the network as enumerated
+                                                             (.nnet normalisation folded in)
+    /domain/x0 (d,), /domain/E (d, k), /domain/G (m, k), /domain/h (m,)
+                    the domain in its own coordinates y: x = x0 + E y, G y <= h
+    /stats/<name>   (n_ranks,) per-rank statistics: nodes, lps, regions, busy_seconds,
+                    idle_seconds, steals_attempted, steals_succeeded, items_given, ...
+
+The parent of a region at layer l is the region of layer l that shares its pattern prefix of
+the first ``sum(hidden_widths[:l+1])`` bits, so no parent dataset is needed.
+
+Writing
+-------
+Per-rank results accumulate in a :class:`~mpi_enum.io.buffer.RegionBuffer`, which spills to an
+anonymous per-rank scratch file once it holds more than ``spill_bytes``, so memory stays flat
+however many regions there are.  :func:`write_result` is collective: offsets come from an
+exclusive scan of the per-rank counts, every rank creates every dataset and attribute with
+identical arguments, and each rank writes its slice in batches (a rank with fewer batches joins
+the collective with an empty selection).  Without MPI-enabled h5py the ranks write in turn
+("serial-ordered").  The file is written under a temporary name ``.OUT.h5.XXXXXXXX.tmp`` in the
+same directory, whose whole space rank 0 reserves (``fallocate``) before HDF5 opens it, and
+rank 0 gives it its name at the very end without replacing a file that appeared meanwhile
+(unless ``replace``; see :mod:`mpi_enum.io.outfile`).  A write error on any rank ends the whole
+job within seconds with one line on stderr and no file at the output path (exit status 4).
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+from ..errors import OutputError
+from .buffer import BATCH, RegionBuffer
+from .outfile import install, io_problem, new_temp, reserve, trim, unlink_quietly
+
+__all__ = ["BATCH", "FORMAT", "FORMAT_VERSION", "RegionBuffer", "estimate_bytes", "h5py_has_mpi", "open_result",
+           "read_summary", "software_versions", "write_result"]
+
+FORMAT = "mpi_enum.regions"
+FORMAT_VERSION = 1
+
+
+def software_versions(comm=None):
+    import h5py
+
+    info = {"mpi_enum": _version(), "python": platform.python_version(), "numpy": np.__version__,
+            "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version, "h5py_mpi": bool(h5py.get_config().mpi)}
+    try:
+        import scipy
+
+        info["scipy"] = scipy.__version__
+    except ImportError:
+        pass
+    try:
+        from importlib.metadata import version
+
+        info["highspy"] = version("highspy")
+    except Exception:
+        pass
+    if comm is not None:
+        from mpi4py import MPI
+
+        import mpi4py
+
+        info["mpi4py"] = mpi4py.__version__
+        info["mpi_library"] = MPI.Get_library_version().strip().splitlines()[0]
+    return info
+
+
+def _version():
+    from .._version import __version__
+
+    return __version__
+
+
+def h5py_has_mpi():
+    import h5py
+
+    return bool(h5py.get_config().mpi)
+
+
+REGION_DATASETS = ("pattern", "interior_point", "radius", "affine_rank")  # the order of buf.batches()
+
+
+def _create_regions(f, total, buf):
+    """Create the /regions datasets (identically on every rank in the collective path)."""
+    g = f.create_group("regions")
+    return [g.create_dataset("pattern", (total, buf.pb), dtype=np.uint8),
+            g.create_dataset("interior_point", (total, buf.d), dtype=np.float64),
+            g.create_dataset("radius", (total,), dtype=np.float64),
+            g.create_dataset("affine_rank", (total, buf.L), dtype=np.int16)]
+
+
+def _write_batches(dsets, offset, buf, dxpl=None, n_calls=None, after_first=None):
+    """Write this rank's rows from ``offset`` on, one call per batch and dataset.
+
+    Collective writes need the same number of calls on every rank: with ``n_calls`` larger than
+    this rank's batch count, the extra calls join with an empty selection.  ``after_first``: a
+    test hook called after the first call (or at once when there is none)."""
+    it = buf.batches(BATCH)
+    pos = offset
+    if n_calls is None:
+        n_calls = (buf.count + BATCH - 1) // BATCH
+    for i in range(n_calls):
+        arrs = next(it, None)
+        for ds, a in zip(dsets, arrs if arrs is not None else (None,) * 4):
+            _write_rows(ds, pos, a, dxpl)
+        if arrs is not None:
+            pos += len(arrs[2])
+        if i == 0 and after_first is not None:
+            after_first()
+    if n_calls == 0 and after_first is not None:
+        after_first()
+
+
+def _write_rows(ds, start, a, dxpl):
+    """Write rows [start, start+len(a)) of ``ds``; ``a`` None or empty joins with no selection."""
+    import h5py
+
+    fspace = ds.id.get_space()
+    if a is None or len(a) == 0:
+        fspace.select_none()
+        shape = (1,) + ds.shape[1:]
+        mspace = h5py.h5s.create_simple(shape)
+        mspace.select_none()
+        data = np.zeros(shape, dtype=ds.dtype)
+    else:
+        a = np.ascontiguousarray(a, dtype=ds.dtype)
+        count = (len(a),) + ds.shape[1:]
+        fspace.select_hyperslab((start,) + (0,) * (ds.ndim - 1), count)
+        mspace = h5py.h5s.create_simple(count)
+        data = a
+    if dxpl is None:
+        ds.id.write(mspace, fspace, data)
+    else:
+        ds.id.write(mspace, fspace, data, dxpl=dxpl)
+
+
+def _mpi_max():
+    from mpi4py import MPI
+
+    return MPI.MAX
+
+
+def _common(f, meta, total, n_ranks, io_mode, stats_all, layer_counts):
+    """Attributes and small datasets: identical on every rank (collective metadata)."""
+    net, dom = meta["net"], meta["domain"]
+    a = f.attrs
+    a["format"] = FORMAT
+    a["format_version"] = FORMAT_VERSION
+    a["n_regions"] = np.int64(total)
+    a["input_dim"] = np.int64(net.input_dim)
+    a["hidden_widths"] = np.array(net.hidden_widths, dtype=np.int64)
+    a["complete"] = bool(meta.get("complete", True))
+    a["stopped_reason"] = str(meta.get("stopped_reason", ""))
+    a["n_ranks"] = np.int64(n_ranks)
+    a["wall_seconds"] = float(meta.get("wall_seconds", 0.0))
+    a["network_sha256"] = str(net.sha256)
+    a["network_source"] = os.path.basename(str(net.source))
+    a["domain"] = dom.to_json()
+    a["software"] = json.dumps(meta.get("software", {}), sort_keys=True)
+    a["tol"] = float(meta["tol"])
+    a["io_mode"] = io_mode
+    a["command_line"] = str(meta.get("command_line", ""))
+    a["created"] = str(meta.get("created", ""))
+    a["reduced_dim"] = np.int64(dom.k)
+    for key in ("checkpoint_dir", "resume_hint"):  # a partial result: how to continue it
+        if meta.get(key):
+            a[key] = str(meta[key])
+    f.create_dataset("layers/n_regions", data=np.asarray(layer_counts, dtype=np.int64))
+    for i, (W, b) in enumerate(zip(net.weights, net.biases)):
+        f.create_dataset(f"network/W{i}", data=W)
+        f.create_dataset(f"network/b{i}", data=b)
+    f.create_dataset("domain/x0", data=dom.x0)
+    f.create_dataset("domain/E", data=dom.E)
+    f.create_dataset("domain/G", data=dom.G.reshape(-1, dom.k))
+    f.create_dataset("domain/h", data=dom.h)
+    for name in sorted(stats_all):
+        f.create_dataset(f"stats/{name}", data=np.asarray(stats_all[name]))
+
+
+def _test_pause(delay):
+    """Test hook (``--debug-write-delay S``): sleep S seconds in the middle of the write, so
+    that tests can deliver a signal while the file is being written."""
+    if delay:
+        time.sleep(float(delay))
+
+
+def estimate_bytes(total, buf, meta, n_stats, n_ranks):
+    """An upper bound of the result file's size: the region rows, the network, the domain, the
+    statistics, the text attributes and a margin for HDF5's own structures."""
+    net, dom = meta["net"], meta["domain"]
+    rows = int(total) * (buf.pb + 8 * buf.d + 8 + 2 * buf.L)
+    weights = 8 * sum(int(np.size(W)) + int(np.size(b)) for W, b in zip(net.weights, net.biases))
+    domain = 8 * (np.size(dom.x0) + np.size(dom.E) + np.size(dom.G) + np.size(dom.h))
+    text = len(dom.to_json()) + len(json.dumps(meta.get("software", {}))) + len(str(meta.get("command_line", "")))
+    n_dsets = 2 * len(net.weights) + 4 + 4 + 1 + int(n_stats)
+    return int(rows + weights + domain + 8 * n_stats * n_ranks + 2 * text + 8192 * n_dsets + (256 << 10))
+
+
+class _Agreed(Exception):
+    """An error that every rank knows (rank 0 found it and broadcast it): rank 0 reports it."""
+
+    def __init__(self, exc):
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+def _fail(comm, f, tmp, path, exc, note=""):
+    """A write failed on this rank.  Alone (or without MPI): close quietly, remove the temporary
+    file and raise OutputError.  With other ranks, which may be waiting inside a collective HDF5
+    call that can never complete: remove the temporary file, say why in one line and abort the
+    whole job (MPI_Abort) with exit status 4 (a bug: 1)."""
+    from ..errors import EXIT_IO
+
+    agreed = isinstance(exc, _Agreed)
+    exc = exc.exc if agreed else exc
+    io_like = isinstance(exc, (OSError, RuntimeError))
+    msg = (f"{path}: cannot write the result ({io_problem(exc)}); no file was left at {path}"
+           if io_like else f"unexpected error while writing {path}: {exc!r}")
+    msg += note
+    unlink_quietly(tmp)
+    if comm is not None and comm.size > 1:
+        import sys
+        import traceback
+
+        from ..console import say
+
+        if agreed and comm.rank != 0:
+            time.sleep(10)  # rank 0 reports it and aborts the job (this rank with it)
+        elif not io_like:
+            traceback.print_exc()
+        say(f"mpi-enum: rank {comm.rank}: error: {msg}; aborting the job", sys.stderr)
+        comm.Abort(EXIT_IO if io_like else 1)
+    if f is not None:
+        try:
+            f.close()
+        except Exception:
+            pass
+    if not io_like:
+        raise exc
+    raise OutputError(msg) from None
+
+
+def _injected(rank, fail_rank, tmp):
+    """Test hook (``--debug-write-fail RANK``): that rank's write fails as on a full disk."""
+    if fail_rank is not None and rank == fail_rank:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + " (injected by --debug-write-fail)", tmp)
+
+
+def write_result(path, comm, meta, buf, stats_local, layer_counts_local, *, stats_all=None, write_delay=0.0,
+                 replace=False, write_fail=None, note=""):
+    """Collectively write the result file (every rank calls this with its own buffer).
+
+    ``meta``: dict with ``net``, ``domain``, ``tol``, ``wall_seconds``, ``complete``, ``software``,
+    ``command_line`` (optional: ``stopped_reason``, ``created``, ``n_ranks``: the ranks that made
+    the result, default the communicator's size; ``checkpoint_dir``, ``resume_hint`` for a partial
+    result).  ``stats_local``: dict name -> number for this rank; or ``stats_all``: name ->
+    per-rank list, already gathered (the same on every rank).  ``replace``: an existing file at
+    ``path`` may be replaced (else OutputError; the result is then kept beside it).
+    ``write_delay``, ``write_fail``: test hooks.  ``note``: appended to a failure's message.
+    Returns io_mode.
+
+    Failures: the whole file's space is reserved by rank 0 before HDF5 opens it, so a full disk
+    or a quota raises OutputError on every rank together, with nothing left behind.  A failure
+    while writing (an I/O error, the space taken by another program meanwhile) ends the job as
+    :func:`_fail` says; it never hangs.
+    """
+    size = comm.size if comm is not None else 1
+    rank = comm.rank if comm is not None else 0
+    counts = comm.allgather(buf.count) if comm is not None else [buf.count]
+    total = int(sum(counts))
+    offset = int(sum(counts[:rank]))
+    if stats_all is None:
+        names = sorted(stats_local)
+        stats_all = {n: (comm.allgather(stats_local[n]) if comm is not None else [stats_local[n]]) for n in names}
+    n_ranks = int(meta.get("n_ranks", size))
+    lc = np.asarray(layer_counts_local, dtype=np.int64)
+    layer_counts = comm.allreduce(lc) if comm is not None else lc
+    meta = dict(meta)
+    meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    if comm is not None:
+        meta["created"] = comm.bcast(meta["created"], root=0)
+    est = estimate_bytes(total, buf, meta, len(stats_all), n_ranks)
+    tmp, err = None, None
+    if rank == 0:  # the space for the whole file, before anything is opened collectively
+        try:
+            tmp = new_temp(path)
+            reserve(tmp, est)
+        except OSError as exc:
+            folder = os.path.dirname(os.path.abspath(path))
+            err = (f"{path}: cannot write the result ({io_problem(exc)}; {est / 2**20:.1f} MiB needed in {folder}); "
+                   f"no file was left at {path}{note}")
+            unlink_quietly(tmp)
+    if comm is not None:
+        tmp, err = comm.bcast((tmp, err), root=0)
+    if err is not None:
+        raise OutputError(err)
+    use_mpio = comm is not None and h5py_has_mpi()
+    io_mode = "mpio-collective" if use_mpio else "serial-ordered"
+    args = (meta, total, n_ranks, io_mode, stats_all, layer_counts)
+    if use_mpio:
+        _write_mpio(tmp, path, comm, args, buf, offset, est, write_delay, write_fail, note)
+    else:
+        _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fail, note)
+    err = None
+    if rank == 0:
+        try:
+            trim(tmp)
+            install(tmp, path, replace)
+        except OutputError as exc:
+            err = str(exc)
+        except OSError as exc:
+            err = f"{path}: cannot write the result ({io_problem(exc)}){note}"
+            unlink_quietly(tmp)
+    if comm is not None and size > 1:
+        err = comm.bcast(err, root=0)
+    if err is not None:
+        raise OutputError(err)
+    return io_mode
+
+
+def _hold_space(comm, tmp, est):
+    """Reserve the file's space again once HDF5 has opened (and truncated) it; every rank learns
+    the verdict (rank 0 alone makes it).  Raises _Agreed."""
+    err = None
+    if comm is None or comm.rank == 0:
+        try:
+            reserve(tmp, est)
+        except OSError as exc:
+            err = exc
+    if comm is not None and comm.size > 1:
+        err = comm.bcast(err, root=0)
+    if err is not None:
+        raise _Agreed(err)
+
+
+def _write_mpio(tmp, path, comm, args, buf, offset, est, write_delay, write_fail, note):
+    import h5py
+
+    f = None
+    try:
+        f = h5py.File(tmp, "w", driver="mpio", comm=comm)
+        _common(f, *args)
+        _test_pause(write_delay)
+        dsets = _create_regions(f, args[1], buf)
+        _hold_space(comm, tmp, est)
+        dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
+        dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
+        n_calls = comm.allreduce((buf.count + BATCH - 1) // BATCH, op=_mpi_max())
+        _write_batches(dsets, offset, buf, dxpl, n_calls, lambda: _injected(comm.rank, write_fail, tmp))
+        f.close()
+        f = None
+        comm.Barrier()
+    except BaseException as exc:
+        _fail(comm, f, tmp, path, exc, note)
+
+
+def _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fail, note):
+    """h5py without MPI: rank 0 creates the file, then the ranks write their rows in turn."""
+    import h5py
+
+    rank = comm.rank if comm is not None else 0
+    size = comm.size if comm is not None else 1
+    f = None
+    try:
+        if rank == 0:
+            f = h5py.File(tmp, "w")
+            reserve(tmp, est)
+            _common(f, *args)
+            _test_pause(write_delay)
+            _write_batches(_create_regions(f, args[1], buf), offset, buf,
+                           after_first=lambda: _injected(rank, write_fail, tmp))
+            f.close()
+            f = None
+        for r in range(1, size):
+            comm.Barrier()
+            if rank == r:
+                f = h5py.File(tmp, "r+")
+                _write_batches([f["regions"][name] for name in REGION_DATASETS], offset, buf,
+                               after_first=lambda: _injected(rank, write_fail, tmp))
+                f.close()
+                f = None
+        if comm is not None:
+            comm.Barrier()
+    except BaseException as exc:
+        _fail(comm, f, tmp, path, exc, note)
+
+
+SUPPORTED_VERSIONS = (FORMAT_VERSION,)
+
+
+def _text(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def open_result(path):
+    """Open a result file read-only after checking that it is one this version can read.
+
+    Raises InputError (one line naming the file) for anything else."""
+    import h5py
+
+    from ..errors import InputError
+
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a result file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise InputError(f"{path}: not an HDF5 file") from None
+    fmt = _text(f.attrs.get("format", None))
+    if fmt != FORMAT:
+        f.close()
+        raise InputError(f"{path}: not an mpi_enum result file (format attribute is {fmt!r})")
+    ver = int(f.attrs.get("format_version", -1))
+    if ver not in SUPPORTED_VERSIONS:
+        f.close()
+        raise InputError(f"{path}: unsupported format_version {ver} (this mpi_enum reads {SUPPORTED_VERSIONS})")
+    return f
+
+
+def read_summary(path):
+    """A dict of what ``mpi-enum info`` shows."""
+    with open_result(path) as f:
+        a = f.attrs
+        out = {
+            "path": path,
+            "format_version": int(a["format_version"]),
+            "n_regions": int(a["n_regions"]),
+            "input_dim": int(a["input_dim"]),
+            "reduced_dim": int(a.get("reduced_dim", a["input_dim"])),
+            "hidden_widths": [int(v) for v in a["hidden_widths"]],
+            "layer_counts": [int(v) for v in f["layers/n_regions"][()]],
+            "complete": bool(a["complete"]),
+            "n_ranks": int(a["n_ranks"]),
+            "wall_seconds": float(a["wall_seconds"]),
+            "tol": float(a["tol"]),
+            "io_mode": str(a.get("io_mode", "")),
+            "network_sha256": str(a["network_sha256"]),
+            "domain": json.loads(a["domain"]),
+            "software": json.loads(a["software"]),
+            "command_line": str(a.get("command_line", "")),
+            "stopped_reason": str(a.get("stopped_reason", "")),
+        }
+        for key in ("checkpoint_dir", "resume_hint"):  # partial results only
+            if key in a:
+                out[key] = str(_text(a[key]))
+        if "stats" in f:
+            st = {k: f["stats"][k][()].tolist() for k in f["stats"]}
+            out["stats"] = st
+            busy = np.asarray(st.get("busy_seconds", []), dtype=float)
+            if busy.size and busy.mean() > 0:
+                out["load_balance_max_over_mean"] = float(busy.max() / busy.mean())
+        if out["wall_seconds"] > 0:
+            out["regions_per_second"] = out["n_regions"] / out["wall_seconds"]
+    return out

@@ -1,0 +1,38 @@
+"""``.npz`` networks (CONTRACT §1): arrays ``W0, b0, ..., WL, bL``, optional ``input_lo``/``input_hi``."""
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+
+from ..errors import InputError
+from ..model.network import Network
+
+
+def load_npz(path: str) -> Network:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = set(z.files)
+            n_layers = 0
+            while f"W{n_layers}" in files:
+                n_layers += 1
+            if n_layers == 0:
+                raise InputError(f"{path}: no arrays W0, b0, ... found (keys: {sorted(files)[:8]})")
+            stray = sorted(k for k in files if k[:1] in "Wb" and k[1:].isdigit() and int(k[1:]) >= n_layers)
+            if stray:  # e.g. W0, W1, W3: silently dropping W3 would enumerate a different network
+                raise InputError(f"{path}: {stray[0]} is given but W{n_layers} is missing (layers must be W0, b0, W1, b1, ...)")
+            Ws, bs = [], []
+            for i in range(n_layers):
+                if f"b{i}" not in files:
+                    raise InputError(f"{path}: W{i} has no matching b{i}")
+                Ws.append(np.array(z[f"W{i}"]))
+                bs.append(np.array(z[f"b{i}"]))
+            lo = np.array(z["input_lo"]) if "input_lo" in files else None
+            hi = np.array(z["input_hi"]) if "input_hi" in files else None
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a readable .npz network ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
+    except Exception as exc:  # zlib.error, struct.error, ... from truncated archives
+        raise InputError(f"{path}: not a readable .npz network ({type(exc).__name__})") from None
+    return Network(Ws, bs, lo, hi, source=path)

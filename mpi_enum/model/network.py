@@ -1,0 +1,202 @@
+"""The network as data: :class:`Network`, its validation, and the random-MLP recipe.
+
+A :class:`Network` is a list of affine layers ``(W, b)`` with ``W`` of shape (out, in); every
+layer but the last is followed by ReLU.  No file I/O here (the loaders in :mod:`mpi_enum.loaders`
+read files and call :func:`validate`), no MPI.
+
+May import: numpy, :mod:`mpi_enum.errors`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@dataclass
+class Network:
+    weights: list  # W0 .. WL, float64, shape (out, in)
+    biases: list  # b0 .. bL, float64, shape (out,)
+    input_lo: np.ndarray | None = None  # default domain box, if the file has one
+    input_hi: np.ndarray | None = None
+    source: str = ""
+    sha256: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.weights[0].shape[1])
+
+    @property
+    def hidden_widths(self) -> list:
+        return [int(W.shape[0]) for W in self.weights[:-1]]
+
+    @property
+    def n_hidden(self) -> int:
+        return sum(self.hidden_widths)
+
+    def default_box(self):
+        d = self.input_dim
+        if self.input_lo is not None:
+            return self.input_lo.copy(), self.input_hi.copy()
+        return -np.ones(d), np.ones(d)
+
+    def forward_preacts(self, X):
+        """Pre-activations of all hidden neurons, layer-major: array (n, N)."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        out, h = [], X
+        for W, b in zip(self.weights[:-1], self.biases[:-1]):
+            z = h @ W.T + b
+            out.append(z)
+            h = np.maximum(z, 0.0)
+        return np.concatenate(out, axis=1) if out else np.zeros((X.shape[0], 0))
+
+    def patterns(self, X):
+        """Activation patterns (bool, (n, N)); ties (pre-activation exactly 0) are inactive."""
+        return self.forward_preacts(X) > 0.0
+
+    def normalised(self) -> "Network":
+        """The same network with every hidden neuron's weight row of unit norm (cached).
+
+        Its regions, patterns and ranks are the network's (:func:`normalised_layers`); its
+        outputs are the network's divided by one positive constant (argmax and equality of
+        affine maps are kept).  Geometry (half-spaces, ranks, volumes) is computed on it, so that
+        no threshold depends on the scale of the weights.
+        """
+        cached = self.meta.get("_normalised")
+        if cached is not None:
+            return cached
+        Ws, bs, logs = normalised_layers(self.weights[:-1], self.biases[:-1], return_logs=True)
+        top = float(logs.max()) if logs.size else 0.0
+        Wo = np.asarray(self.weights[-1], np.float64) * np.exp(logs - top)[None, :]
+        bo = (np.asarray(self.biases[-1], np.float64) * np.exp(-top / 2)) * np.exp(-top / 2)
+        net = Network(Ws + [Wo], bs + [bo], self.input_lo, self.input_hi, self.source, self.sha256,
+                      {"normalised": True})
+        net.meta["_normalised"] = net
+        self.meta["_normalised"] = net
+        return net
+
+    def forward(self, X):
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        h = X
+        for i, (W, b) in enumerate(zip(self.weights, self.biases)):
+            h = h @ W.T + b
+            if i < len(self.weights) - 1:
+                h = np.maximum(h, 0.0)
+        return h
+
+
+def _unit_rows(W, b):
+    """Divide each row of (W, b) by the norm of its W part, without overflow or underflow
+    (entries up to 1e308 or down to subnormals).  Returns (W', b', log of the factors); a row with
+    W exactly zero is a constant neuron: it is divided by |b| (or 1 when b is 0 too)."""
+    m = np.abs(W).max(axis=1) if W.size else np.zeros(len(W))
+    zero = ~(m > 0)
+    m1 = np.where(zero, 1.0, m)
+    Wm = W / m1[:, None]  # largest entry of each row is now 1
+    n = np.where(zero, 1.0, np.linalg.norm(Wm, axis=1))
+    Wn = Wm / n[:, None]
+    bm = b / m1
+    bn = np.where(zero, np.sign(b), bm / n)
+    with np.errstate(divide="ignore"):
+        logs = np.where(zero, np.where(b != 0, np.log(np.abs(np.where(b != 0, b, 1.0))), 0.0), np.log(m1) + np.log(n))
+    return Wn, bn, logs
+
+
+def normalised_layers(Ws, bs, logs0=None, return_logs=False):
+    """The hidden layers rescaled so that every neuron's weight row has unit norm.
+
+    A positive factor on a neuron's row and bias moves no hyperplane (relu(z / s) = relu(z) / s),
+    and multiplying the next layer's column by the same factor restores its input exactly, so the
+    activation regions and patterns are unchanged.  The engine then sees weights of order 1
+    whatever the scale of the file (1e+300 or subnormal): every threshold it applies is relative.
+    The factors are carried as logarithms, so that their products never overflow.  ``logs0``:
+    the log factors by which layer 0's rows were already divided (their outputs are smaller by
+    those factors too).
+    """
+    out_W, out_b = [], []
+    logs = None  # log of the factor each input of this layer was divided by
+    for l, (W, b) in enumerate(zip(Ws, bs)):
+        W = np.asarray(W, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
+        top = 0.0
+        if logs is not None and logs.size:
+            # the true layer is (W * exp(logs) per column, b); divide it all by exp(max(logs))
+            top = float(logs.max())
+            W = W * np.exp(logs - top)[None, :]
+            b = (b * np.exp(-top / 2)) * np.exp(-top / 2)
+        Wn, bn, logs = _unit_rows(W, b)
+        logs = logs + top  # this layer's outputs are smaller than the true ones by exp(logs)
+        if l == 0 and logs0 is not None:
+            logs = logs + logs0
+        out_W.append(Wn)
+        out_b.append(bn)
+    if return_logs:
+        return out_W, out_b, (logs if logs is not None else np.zeros(0))
+    return out_W, out_b
+
+
+def validate(net: Network, path: str) -> Network:
+    """Check shapes and finiteness; convert to float64.  Raises InputError."""
+    if not net.weights:
+        raise InputError(f"{path}: the network has no layers")
+    if len(net.weights) < 2:
+        raise InputError(f"{path}: the network has no hidden ReLU layer (need at least W0, b0, W1, b1)")
+    Ws, bs = [], []
+    n_in = None
+    for i, (W, b) in enumerate(zip(net.weights, net.biases)):
+        W = np.asarray(W)
+        b = np.asarray(b)
+        if W.ndim != 2:
+            raise InputError(f"{path}: W{i} must be a 2-D array (out, in), got shape {W.shape}")
+        if b.ndim != 1 or b.shape[0] != W.shape[0]:
+            raise InputError(f"{path}: b{i} has shape {b.shape}, expected ({W.shape[0]},) to match W{i}")
+        if W.shape[0] == 0 or W.shape[1] == 0:
+            raise InputError(f"{path}: W{i} has an empty shape {W.shape}")
+        if n_in is not None and W.shape[1] != n_in:
+            raise InputError(f"{path}: mismatched layer shapes: W{i} takes {W.shape[1]} inputs but layer {i - 1} has {n_in} outputs")
+        if not (np.issubdtype(W.dtype, np.number) and np.issubdtype(b.dtype, np.number)):
+            raise InputError(f"{path}: W{i}/b{i} are not numeric arrays")
+        if np.iscomplexobj(W) or np.iscomplexobj(b):  # astype(float64) would drop the imaginary part
+            raise InputError(f"{path}: W{i}/b{i} are complex arrays; real weights are needed")
+        W = W.astype(np.float64)
+        b = b.astype(np.float64)
+        if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
+            raise InputError(f"{path}: layer {i} has NaN or Inf weights")
+        Ws.append(W)
+        bs.append(b)
+        n_in = W.shape[0]
+    net.weights, net.biases = Ws, bs
+    d = Ws[0].shape[1]
+    if (net.input_lo is None) != (net.input_hi is None):
+        raise InputError(f"{path}: input_lo and input_hi must be given together")
+    if net.input_lo is not None:
+        lo = np.asarray(net.input_lo, dtype=np.float64).reshape(-1)
+        hi = np.asarray(net.input_hi, dtype=np.float64).reshape(-1)
+        if lo.shape != (d,) or hi.shape != (d,):
+            raise InputError(f"{path}: input_lo/input_hi must have shape ({d},), got {lo.shape} and {hi.shape}")
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise InputError(f"{path}: input_lo/input_hi contain NaN or Inf")
+        if np.any(lo > hi):
+            raise InputError(f"{path}: input_lo > input_hi in coordinate {int(np.argmax(lo > hi))}")
+        net.input_lo, net.input_hi = lo, hi
+    return net
+
+
+def random_mlp(d, widths, seed=0, n_out=1, bias_scale=0.1):
+    """Arrays of a random He-initialised ReLU MLP over [-1, 1]^d, in the ``.npz`` layout.
+
+    The recipe of ``../shared/bench/make_nets.py`` (the benchmark networks): weights
+    N(0, 2/fan_in), biases N(0, bias_scale^2) (default 0.1), one generator seeded with ``seed``.
+    The one random-network recipe of the project: tests and benchmarks derive theirs from it.
+    """
+    rng = np.random.default_rng(seed)
+    arrays, n_in = {}, d
+    for i, w in enumerate(list(widths) + [n_out]):
+        arrays[f"W{i}"] = rng.normal(0.0, np.sqrt(2.0 / n_in), (w, n_in))
+        arrays[f"b{i}"] = rng.normal(0.0, bias_scale, w)
+        n_in = w
+    arrays["input_lo"], arrays["input_hi"] = -np.ones(d), np.ones(d)
+    return arrays

@@ -1,0 +1,42 @@
+"""The enumeration problem: the network's hidden layers composed with the domain's coordinates.
+
+Pure data (no I/O, no MPI).  May import: numpy.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .network import _unit_rows, normalised_layers
+
+
+class Problem:
+    """The network's hidden layers composed with the domain's coordinates, rescaled to unit rows.
+
+    ``Ws[l]``, ``bs[l]``: layer l in the domain coordinates ``y`` (layer 0 composed with
+    ``x = x0 + E y``), every row of unit norm (:func:`normalised_layers`): the same regions and
+    patterns as the network, whatever the scale of its weights.
+    """
+
+    def __init__(self, net, domain, tol=1e-9):
+        self.net = net
+        self.domain = domain
+        self.tol = float(tol)
+        self.k = domain.k
+        Ws = [np.asarray(W, dtype=np.float64) for W in net.weights[:-1]]
+        bs = [np.asarray(b, dtype=np.float64) for b in net.biases[:-1]]
+        # first layer in y coordinates: W0 (x0 + E y) + b0, computed on rows of unit scale so
+        # that weights near the overflow threshold stay finite
+        W0, b0, logs0 = _unit_rows(Ws[0], bs[0])
+        Ws[0], bs[0] = W0 @ domain.E, b0 + W0 @ domain.x0
+        self.Ws, self.bs = normalised_layers(Ws, bs, logs0)
+        self.widths = [W.shape[0] for W in self.Ws]
+        self.L = len(self.widths)
+        self.N = int(sum(self.widths))
+        self.offsets = np.concatenate([[0], np.cumsum(self.widths)]).astype(int)
+        self.layer_of = np.repeat(np.arange(self.L), self.widths)
+        # scale of each layer's weights, for the relative "constant neuron" and rank tests
+        self.wscale = [float(np.abs(W).max()) or 1.0 for W in self.Ws]
+
+    @property
+    def pattern_bytes(self) -> int:
+        return (self.N + 7) // 8
