@@ -51,6 +51,8 @@ unexplored frontier, shallowest first: the budgeted-subtree scheme of mplrs.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..model.problem import Problem
@@ -164,7 +166,7 @@ class Engine:
         return [WorkItem(d, b, np.frombuffer(y, dtype=np.float64), r) for d, b, y, r in self._kern.frontier()]
 
     # ------------------------------------------------------------- search
-    def explore(self, item: WorkItem, emit, budget=None, poll=None, poll_every=32, emit_batch=None):
+    def explore(self, item: WorkItem, emit, budget=None, poll=None, poll_every=32, emit_batch=None, seconds=None):
         """Enumerate the subtree of ``item``; call ``emit(bits, yc, r, ranks)`` per region.
 
         With a node ``budget``, stop after that many nodes and return the unexplored frontier
@@ -172,6 +174,9 @@ class Engine:
         every ``poll_every`` nodes (the parallel driver uses it to make MPI progress).
         ``emit_batch(bits (n, N) uint8 0/1, yc (n, k), r (n,), ranks (n, L))``, if given, replaces
         the per-region ``emit`` calls (several regions per call: cheaper for the caller).
+        With ``seconds``, also stop (returning the frontier, as for the node budget) once that much
+        time has passed, checked every ``poll_every_hint`` nodes: so a stop request is honoured
+        within about that time however long one node takes (d = 784: milliseconds).
         An exception raised in the HiGHS fallback propagates from here.
         """
         kern = self._kern
@@ -179,10 +184,14 @@ class Engine:
         kern.start(depth, bytes(item.bits[:depth]), np.ascontiguousarray(item.yc, dtype=np.float64), float(item.r))
         self._sync_stats()
         chunk = min(max(int(poll_every), 1), self.EMAX) if poll is not None else self.EMAX
+        deadline = None
+        if seconds is not None:
+            deadline = time.monotonic() + float(seconds)
+            chunk = min(chunk, self.poll_every_hint)
         done = 0
         while True:
             lim = chunk if budget is None else min(chunk, budget - done)
-            if lim <= 0:
+            if lim <= 0 or (deadline is not None and done and time.monotonic() > deadline):
                 return self._frontier()
             n0 = self.stats.nodes
             rc = kern.run(lim)

@@ -28,6 +28,10 @@ from ..options import DEFAULT_SPILL_BYTES
 from .rma import TOTAL_CREDIT, RmaWork, SerialWork
 
 
+# the longest one explore call runs (then its frontier is committed and published): bounds the
+# latency of a stop request (signal, --time-limit) whatever one node costs (d = 784: milliseconds)
+ITEM_SECONDS = 1.0
+
 def top_partition(engine, n_parts, factor=16, roots=None, max_steps=100000):
     """Expand the tree top breadth-first until >= factor * n_parts items (deterministic).
 
@@ -196,7 +200,8 @@ def _owner_loop(eng, work, local, emit, ck, buf, *, B, b_min, budget_max, poll, 
         tb = time.perf_counter()
         reg0 = buf.count
         lc0 = eng.stats.layer_counts.copy()
-        frontier = eng.explore(item, emit, budget=B, poll=poll, poll_every=poll_every, emit_batch=emit.batch)
+        frontier = eng.explore(item, emit, budget=B, poll=poll, poll_every=poll_every, emit_batch=emit.batch,
+                               seconds=ITEM_SECONDS)
         n_items += 1
         if delay:
             time.sleep(rng.random() * delay)
