@@ -32,9 +32,10 @@ PYTHON="${PYTHON:-python3}"
 
 APT_PACKAGES=(mpich libmpich-dev libhdf5-mpich-dev pkg-config
               python3 python3-venv python3-dev build-essential ca-certificates)
-# scikit-build-core: the build backend of `pip install --no-build-isolation -e .` (the kernel)
-PIP_PACKAGES=("setuptools>=77" wheel Cython pkgconfig "scikit-build-core>=0.10" numpy scipy highspy
-              pytest pytest-mpi pytest-timeout hypothesis matplotlib psutil onnx)
+# Only what pip needs to build without isolation: h5py from source against parallel HDF5
+# (setuptools, wheel, Cython, pkgconfig, numpy) and this package's kernel (scikit-build-core).
+# Everything the package and its tests use is listed in pyproject.toml alone.
+BUILD_PACKAGES=("setuptools>=77" wheel Cython pkgconfig "scikit-build-core>=0.10" numpy)
 
 # Always name the MPICH tools explicitly: plain mpicc/mpiexec may be Open MPI's.
 pick() { for c in "$@"; do command -v "$c" >/dev/null 2>&1 && { command -v "$c"; return; }; done; echo "$1"; }
@@ -129,10 +130,11 @@ ensure_h5py_mpi() {
     h5py_has_mpi || die "h5py was built but reports no MPI support (check $HDF5_PKGCONFIG_NAME)"
 }
 
-# pip install -e .: the package and its compiled kernel mpi_enum.engine._kernel (CMake through
-# scikit-build-core; incremental in build/). --no-build-isolation: this venv's scikit-build-core
-# (PIP_PACKAGES) builds it. --no-deps: the dependencies are installed above, and pip must never
-# replace the MPI-built h5py by a serial wheel.
+# pip install -e ".[test]": the package, its compiled kernel mpi_enum.engine._kernel (CMake through
+# scikit-build-core; incremental in build/) and the dependencies pyproject.toml lists (with the
+# test extra). --no-build-isolation: this venv's scikit-build-core (BUILD_PACKAGES) builds it.
+# h5py and mpi4py are installed before, so pip finds them satisfied and never replaces the
+# MPI-built h5py by a serial wheel (ensure_h5py_mpi checks it afterwards).
 install_project() {
     local cmv
     cmv="$({ cmake --version || "$VENV/bin/cmake" --version; } 2>/dev/null | sed -nE '1s/.* ([0-9]+)\.([0-9]+).*/\1 \2/p' || true)"
@@ -141,7 +143,7 @@ install_project() {
         pip_ install -q "cmake>=3.18"
     fi
     log "pip install -e . (builds the compiled kernel)"
-    pip_ install -q --no-build-isolation --no-deps -e .
+    pip_ install -q --no-build-isolation -e ".[test]"
     "$VPY" -c 'import mpi_enum.engine' || die "the compiled kernel did not build or import (see above)"
     ensure_h5py_mpi
 }
@@ -164,7 +166,7 @@ ensure_python_packages() {
     local t0=$SECONDS
     log "pip install (into .venv)"
     pip_ install -q --upgrade pip || note "warning: could not upgrade pip; continuing"
-    pip_ install -q "${PIP_PACKAGES[@]}"
+    pip_ install -q "${BUILD_PACKAGES[@]}"
     install_mpi4py
     ensure_h5py_mpi
     install_project
