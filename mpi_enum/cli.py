@@ -260,13 +260,14 @@ def _run_guarded(args, argv):
     from .io.outfile import io_problem, is_io_error
     from .parallel.stopper import Stopper
 
-    t0 = time.perf_counter()
     # flag-only signal handlers before MPI starts, and kept until the process exits: a stop signal
     # never kills a rank, however early or late it comes (once the result is written it is moot)
     stopper = Stopper(args.time_limit, args.checkpoint_interval)
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
+    t0 = time.perf_counter()
+    stopper.restart_clock()  # --time-limit counts from here, as it always did
     try:
         return _cmd_run(comm, args, argv, t0, stopper)
     except SystemExit:

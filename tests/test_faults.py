@@ -106,8 +106,8 @@ def assert_exact(path, reference):
 
 
 def error_lines(err):
-    """stderr without MPICH's own abort line."""
-    return [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("Abort(", "[mpiexec@", "[proxy:"))]
+    """The program's own lines on stderr (MPICH adds its abort line and, at times, a banner)."""
+    return [ln for ln in err.splitlines() if ln.startswith("mpi-enum")]
 
 
 def temps(folder):
@@ -449,3 +449,33 @@ def test_pickled_custom_torch_class_is_named_whole(tmp_path):
         load_network(str(tmp_path / "custom.pt"))
     msg = str(exc.value)
     assert f"'{name}'" in msg and msg.endswith(")") and "custom.pt" in msg, msg
+
+
+def test_output_file_primitives(tmp_path):
+    """The pieces of exclusive output (mpi_enum.io.outfile), in process: a no-replace rename, the
+    temporary-name pattern that cleanup may remove (and nothing else), and the run lock."""
+    from mpi_enum.errors import InputError
+    from mpi_enum.io.outfile import RunLock, link_no_replace, new_temp, stale_temps
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"new")
+    b.write_bytes(b"there first")
+    with pytest.raises(FileExistsError):
+        link_no_replace(str(a), str(b))
+    assert a.read_bytes() == b"new" and b.read_bytes() == b"there first"
+    link_no_replace(str(a), str(tmp_path / "c"))
+    assert not a.exists() and (tmp_path / "c").read_bytes() == b"new"
+
+    out = tmp_path / "r.h5"
+    t = new_temp(str(out))
+    for other in (".r.h5.lock", ".r.h5.short.tmp", ".rr.h5.abcdefgh.tmp", "r.h5.abcdefgh.tmp", ".r.h5.abcdefgh.tmp.x"):
+        (tmp_path / other).write_text("not ours")
+    assert stale_temps(str(out)) == [t]
+
+    path = str(tmp_path / ".r.h5.lock")
+    held = RunLock.acquire(path, "r.h5", "wait for it")
+    with pytest.raises(InputError, match=r"r\.h5: another mpi-enum run \(pid \d+ on .*\) is using it; wait for it"):
+        RunLock.acquire(path, "r.h5", "wait for it")
+    held.release()
+    assert not os.path.exists(path)
+    RunLock.acquire(path, "r.h5", "wait for it").release()  # free again

@@ -66,6 +66,14 @@ class Stopper:
         if install:
             self.install(signals)
 
+    def restart_clock(self):
+        """Start the time-limit and checkpoint clocks now (the handlers stay): the command line
+        installs the handlers before MPI starts but counts ``--time-limit`` from the run's start."""
+        self.start = self.clock()
+        self._last_ck = self.start
+        if self.time_limit is not None:
+            self.deadline = self.start + self.time_limit - time_limit_margin(self.time_limit)
+
     # ------------------------------------------------------------------ signals
     def install(self, signals=STOP_SIGNALS):
         """Install the handlers (main thread only; elsewhere this is a no-op)."""
