@@ -121,6 +121,31 @@ static int mgs(const double *A, int n, const int *W, int w, int skip, double *Q,
     return q;
 }
 
+/* The ratio test of lp_active: the row outside the working set that blocks the step x + al p
+ * first (ties: smallest index); its step in *amin.  A function of its own (not inlined), so
+ * its loop keeps everything in registers: inlined into the LP it ran ~10% slower (measured). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static int ratio_test(const double *A, const double *b, const unsigned char *inW, const double *x, const double *p,
+                      int m, int n, double *amin) {
+    double best = INFINITY;
+    int enter = -1;
+    for (int i = 0; i < m; i++) {
+        if (inW[i]) continue;
+        const double *a = A + (size_t)i * n;
+        double ap = dot(a, p, n);
+        if (ap > KC_RATIO_MIN) {
+            double s = b[i] - dot(a, x, n);
+            if (s < 0) s = 0;
+            double al = s / ap;
+            if (al < best) { best = al; enter = i; }
+        }
+    }
+    *amin = best;
+    return enter;
+}
+
 /* maximise x[n-1] subject to A x <= b (every row has coefficient 1 on x[n-1]; the last row is
  * the cap row).  x holds the start y (first n-1 entries); on success x is the solution and
  * *LB (exact radius at the returned y) and *UB (dual bound) are set.  Returns 0 or -1. */
@@ -201,20 +226,8 @@ static int lp_active(kc_ctx *C, int m, int n, double *LB, double *UB) {
             if (!(nv > KC_GS_DEP)) return -1;
             for (int e = 0; e < n; e++) p[e] = -v[e] / nv;
         }
-        /* ratio test (ties: smallest index) */
-        double amin = INFINITY;
-        int enter = -1;
-        for (int i = 0; i < m; i++) {
-            if (inW[i]) continue;
-            const double *a = A + (size_t)i * n;
-            double ap = dot(a, p, n);
-            if (ap > KC_RATIO_MIN) {
-                double s = b[i] - dot(a, x, n);
-                if (s < 0) s = 0;
-                double al = s / ap;
-                if (al < amin) { amin = al; enter = i; }
-            }
-        }
+        double amin;
+        int enter = ratio_test(A, b, inW, x, p, m, n, &amin);
         if (enter < 0) return -1; /* unbounded: impossible with the cap row */
         for (int e = 0; e < n; e++) x[e] += amin * p[e];
         if (amin == 0.0) degen++;
