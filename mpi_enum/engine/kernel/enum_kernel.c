@@ -242,24 +242,31 @@ static int lp_active(kc_ctx *C, int m, int n, double *LB, double *UB) {
     return -1;
 }
 
-/* Chebyshev LP of the cell (nrows path rows + domain rows) plus the extra row (a, c0): the t to
- * compare with tol (and -drop), the centre in yout.  With the dense LP (k <= dense_max_k) it is
- * started at ystart and its answer used only when certified; otherwise, and for larger k, the
- * caller's lp_fn (HiGHS) decides.  On an lp_fn failure sets C->error and returns -inf. */
-/* the exact inscribed radius at y of the m rows (A, c: unit rows) and the box */
-static double ball_at(const kc_ctx *C, const double *A, const double *c, int m, const double *y) {
-    int k = C->k;
+/* distance of y to the boundary of the box [ylo, yhi] */
+static double box_dist(const kc_ctx *C, const double *y) {
     double r = INFINITY;
-    for (int e = 0; e < k; e++) {
+    for (int e = 0; e < C->k; e++) {
         double d1 = y[e] - C->ylo[e], d2 = C->yhi[e] - y[e];
         if (d1 < r) r = d1;
         if (d2 < r) r = d2;
     }
+    return r;
+}
+
+/* smallest margin c_i - a_i . y of the m rows (A, c: unit rows) */
+static double min_margin(const kc_ctx *C, const double *A, const double *c, int m, const double *y) {
+    double r = INFINITY;
     for (int i = 0; i < m; i++) {
-        double s = c[i] - dot(A + (size_t)i * k, y, k);
+        double s = c[i] - dot(A + (size_t)i * C->k, y, C->k);
         if (s < r) r = s;
     }
     return r;
+}
+
+/* the exact inscribed radius at y of the m rows and the box */
+static double ball_at(const kc_ctx *C, const double *A, const double *c, int m, const double *y) {
+    double rb = box_dist(C, y), rm = min_margin(C, A, c, m, y);
+    return rb < rm ? rb : rm;
 }
 
 /* The ball of a box-LP answer: y (in the box shrunk by tol, every margin >= lb) is often on
@@ -274,16 +281,7 @@ static double box_ball(kc_ctx *C, int m, double *y, const double *ystart, double
     /* along y -> ystart the margins are >= lb + th (m0 - lb) and the box distance is
      * >= tol + th (b0 - tol) (concave minima of affine functions): th0 balances the two, so its
      * ball is wider than tol whenever ystart's ball is */
-    double m0 = INFINITY, b0 = INFINITY;
-    for (int e = 0; e < k; e++) {
-        double d1 = ystart[e] - C->ylo[e], d2 = C->yhi[e] - ystart[e];
-        if (d1 < b0) b0 = d1;
-        if (d2 < b0) b0 = d2;
-    }
-    for (int i = 0; i < m; i++) {
-        double s = c[i] - dot(A + (size_t)i * k, ystart, k);
-        if (s < m0) m0 = s;
-    }
+    double m0 = min_margin(C, A, c, m, ystart), b0 = box_dist(C, ystart);
     double den = (lb - C->tol) + (b0 - m0);
     double th0 = den > 0 ? (lb - C->tol) / den : 0.5;
     double ths[5] = {th0, 2.0 * th0, 0.5 * th0, 0.5, 0.25};
@@ -300,6 +298,12 @@ static double box_ball(kc_ctx *C, int m, double *y, const double *ystart, double
     return best;
 }
 
+/* Chebyshev LP of the cell (nrows path rows + domain rows) plus the extra row (a, c0): the t to
+ * compare with tol (and -drop), the centre in yout.  With the dense LP (k <= dense_max_k) it is
+ * started at ystart and its answer used only when certified; for larger k on a box domain the
+ * box LP answers when certified; anything else goes to the caller's lp_fn (HiGHS).  *rout: the
+ * radius of the ball around yout (the returned t, except for box-LP answers: see box_ball).
+ * On an lp_fn failure sets C->error and returns -inf. */
 static double cheb(kc_ctx *C, int nrows, const double *a, double c0, const double *ystart, double *yout,
                    double *rout) {
     int k = C->k;
