@@ -117,8 +117,8 @@ def _run(comm, problem, eng, buf, t0, split_factor, progress, skew, budget, budg
     ck = Checkpoint.setup(comm, problem, checkpoint_dir, eng, resume=resume)
     n_old = ck.feed_old_regions(buf)  # this rank's share of the checkpoint's regions
     emit = ck.recorder(buf)
-    if poll_every is None:  # ~0.5 ms between MPI polls at the compiled kernel's speed
-        poll_every = 256
+    if poll_every is None:  # the engine's hint: ~0.5 ms between MPI polls in low dimension, and far
+        poll_every = eng.poll_every_hint  # fewer nodes above k = 32, where one node costs milliseconds
     if stopper is not None and stop is None:
         stop = stopper.should_stop
     lc0 = eng.stats.layer_counts.copy()
