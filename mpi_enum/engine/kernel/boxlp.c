@@ -44,19 +44,17 @@ struct Saved {
 };
 
 struct BoxLP {
-    int k, mmax, ms, nv, warm, since_refactor;
+    int k, mmax, ms, nv, since_refactor;
     double cap, big;
     double *l, *u;          /* the LP's bounds: the box shrunk by `shrink` */
     double *lf, *uf;        /* the full box */
     double *A, *c;          /* slot rows (mmax x k) and right-hand sides */
     long long *id;
-    unsigned char *want;    /* slot asked for by the current solve */
     int *head, *pos;        /* basis position -> variable; variable -> position or -1 */
     signed char *stat;
     double *x, *d;          /* values and reduced costs of all variables */
     double *Binv, *B;       /* ms x ms (leading dimension mmax) */
     double *rho, *g, *colq, *tmp, *ybuf;
-    int *match;
     struct Cand *cand;
     long long n_solves, n_pivots, n_cold, n_refactor;
     double keep_above, reject_below; /* early stop: a certificate already decides */
@@ -72,9 +70,9 @@ static void *xcalloc(size_t n, size_t s) { return calloc(n ? n : 1, s ? s : 1); 
 
 void blp_free(BoxLP *P) {
     if (!P) return;
-    free(P->l); free(P->u); free(P->lf); free(P->uf); free(P->A); free(P->c); free(P->id); free(P->want); free(P->head);
+    free(P->l); free(P->u); free(P->lf); free(P->uf); free(P->A); free(P->c); free(P->id); free(P->head);
     free(P->pos); free(P->stat); free(P->x); free(P->d); free(P->Binv); free(P->B); free(P->rho);
-    free(P->g); free(P->ybuf); free(P->colq); free(P->tmp); free(P->match); free(P->cand);
+    free(P->g); free(P->ybuf); free(P->colq); free(P->tmp); free(P->cand);
     free(P);
 }
 
@@ -87,13 +85,13 @@ BoxLP *blp_new(int k, int mmax, const double *lo, const double *hi, double shrin
     int ok = (P->l = xcalloc(k, sizeof(double))) && (P->u = xcalloc(k, sizeof(double)))
         && (P->lf = xcalloc(k, sizeof(double))) && (P->uf = xcalloc(k, sizeof(double)))
         && (P->A = xcalloc((size_t)mmax * k, sizeof(double))) && (P->c = xcalloc(mmax, sizeof(double)))
-        && (P->id = xcalloc(mmax, sizeof(long long))) && (P->want = xcalloc(mmax, 1))
+        && (P->id = xcalloc(mmax, sizeof(long long)))
         && (P->head = xcalloc(mmax, sizeof(int))) && (P->pos = xcalloc(P->nv, sizeof(int)))
         && (P->stat = xcalloc(P->nv, 1)) && (P->x = xcalloc(P->nv, sizeof(double)))
         && (P->d = xcalloc(P->nv, sizeof(double))) && (P->Binv = xcalloc(mm, sizeof(double)))
         && (P->B = xcalloc(mm, sizeof(double))) && (P->rho = xcalloc(mmax, sizeof(double)))
         && (P->g = xcalloc(k, sizeof(double))) && (P->ybuf = xcalloc(k, sizeof(double))) && (P->colq = xcalloc(mmax, sizeof(double)))
-        && (P->tmp = xcalloc(mmax > k ? mmax : k, sizeof(double))) && (P->match = xcalloc(mmax, sizeof(int))) && (P->cand = xcalloc(P->nv, sizeof(struct Cand)));
+        && (P->tmp = xcalloc(mmax > k ? mmax : k, sizeof(double))) && (P->cand = xcalloc(P->nv, sizeof(struct Cand)));
     if (ok) {
         P->nb = 2 * mmax + 8;
         ok = (P->saved = xcalloc(P->nb, sizeof(struct Saved))) && (P->rh = xcalloc(mmax, sizeof(unsigned long long)));
@@ -117,7 +115,6 @@ BoxLP *blp_new(int k, int mmax, const double *lo, const double *hi, double shrin
 }
 
 void blp_reset(BoxLP *P) {
-    P->warm = 0;
     P->ms = 0;
     for (int b = 0; b < P->nb; b++) P->saved[b].ms = 0;
 }
@@ -155,7 +152,7 @@ static void cold_start(BoxLP *P, const double *yhint) {
 static void add_row(BoxLP *P, const double *a, double c, long long id) {
     int k = P->k, i = P->ms, L = P->mmax;
     memcpy(P->A + (size_t)i * k, a, sizeof(double) * k);
-    P->c[i] = c; P->id[i] = id; P->want[i] = 1;
+    P->c[i] = c; P->id[i] = id;
     double *nr = P->Binv + (size_t)i * L;
     for (int q = 0; q <= i; q++) nr[q] = 0.0;
     for (int r = 0; r < i; r++) {
@@ -453,7 +450,6 @@ static void certify(BoxLP *P, double *y_out, double *LB, double *UB, double *UBf
     }
     double lb = P->cap;
     for (int i = 0; i < ms; i++) {
-        if (!P->want[i]) continue;
         const double *a = P->A + (size_t)i * k;
         double s = P->c[i];
         for (int e = 0; e < k; e++) s -= a[e] * y_out[e];
@@ -465,7 +461,7 @@ static void certify(BoxLP *P, double *y_out, double *LB, double *UB, double *UBf
     int ps = P->pos[k];
     double sl = 0.0;
     for (int i = 0; i < ms; i++) {
-        double v = (ps >= 0 && P->want[i] && P->id[i] != CAP_ID) ? P->Binv[(size_t)ps * L + i] : 0.0;
+        double v = (ps >= 0 && P->id[i] != CAP_ID) ? P->Binv[(size_t)ps * L + i] : 0.0;
         lam[i] = v > 0 ? v : 0.0;
         sl += lam[i];
     }
@@ -576,7 +572,6 @@ int blp_solve(BoxLP *P, int m, const long long *ids, const double *A, const doub
                 memcpy(P->A + (size_t)i * k, a, sizeof(double) * k);
                 P->c[i] = t ? c[t - 1] : P->big;
                 P->id[i] = S->id[i];
-                P->want[i] = 1;
                 hq[i] = S->h[i];
             }
             P->ms = S->ms;
