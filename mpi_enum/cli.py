@@ -8,7 +8,7 @@ traceback and aborts the whole MPI job (``MPI.COMM_WORLD.Abort``), so no rank ev
 ``run`` goes through the pipeline of :mod:`mpi_enum.api` (``plan_run``, ``agree``, ``execute``),
 the same one as ``mpi_enum.enumerate``; its options become one
 :class:`mpi_enum.options.RunOptions` (hidden developer options included: ``--budget``,
-``--skew``, ``--debug-fail-after``, ``--debug-item-delay``, ``--debug-write-delay``).
+``--skew``, ``--debug-fail-after``, ``--debug-node-delay``, ``--debug-write-delay``).
 """
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def build_parser():
     r.add_argument("--budget", type=int, default=None, help=argparse.SUPPRESS)
     r.add_argument("--skew", action="store_true", help=argparse.SUPPRESS)
     r.add_argument("--debug-fail-after", metavar="RANK:NODES", default=None, help=argparse.SUPPRESS)
-    r.add_argument("--debug-item-delay", type=float, metavar="S", default=None, help=argparse.SUPPRESS)
+    r.add_argument("--debug-node-delay", type=float, metavar="S", default=None, help=argparse.SUPPRESS)
     r.add_argument("--debug-write-delay", type=float, metavar="S", default=None, help=argparse.SUPPRESS)
     r.add_argument("--debug-write-fail", type=int, metavar="RANK", default=None, help=argparse.SUPPRESS)
 

@@ -21,7 +21,8 @@ field              option                        meaning
 ``skew``           ``--skew``                    deal every static work item to rank 0, so that
                                                  all balance comes from stealing (benchmarks)
 ``fail_after``     ``--debug-fail-after R:N``    rank R raises after N search nodes (failure tests)
-``item_delay``     ``--debug-item-delay S``      random sleep up to S seconds after every item
+``node_delay``     ``--debug-node-delay S``      after every item, sleep S seconds per search node it
+                                                 explored (a run's length set by its node count)
 ``write_delay``    ``--debug-write-delay S``     sleep S seconds in the middle of the result write
                                                  (signal-during-write tests)
 ``write_fail``     ``--debug-write-fail RANK``   that rank's result write fails with ENOSPC after
@@ -113,7 +114,7 @@ class RunOptions:
     budget: int | None = None
     skew: bool = False
     fail_after: tuple | None = None  # (rank, nodes)
-    item_delay: float = 0.0
+    node_delay: float = 0.0
     write_delay: float = 0.0
     write_fail: int | None = None  # rank
 
@@ -161,7 +162,7 @@ class RunOptions:
         if self.budget is not None:
             self.budget = _int("--budget", self.budget, 1)
         self.fail_after = parse_fail_after(self.fail_after)
-        self.item_delay = _delay("--debug-item-delay", self.item_delay)
+        self.node_delay = _delay("--debug-node-delay", self.node_delay)
         self.write_delay = _delay("--debug-write-delay", self.write_delay)
         if self.write_fail is not None:
             self.write_fail = _int("--debug-write-fail", self.write_fail, 0)
@@ -182,7 +183,7 @@ class RunOptions:
             if not (math.isfinite(mb) and mb > 0):
                 raise InputError(f"--spill-mb must be a number > 0, got {mb}")
             kw["spill_bytes"] = max(1, int(mb * MB))
-        for name, opt in (("fail_after", "debug_fail_after"), ("item_delay", "debug_item_delay"),
+        for name, opt in (("fail_after", "debug_fail_after"), ("node_delay", "debug_node_delay"),
                           ("write_delay", "debug_write_delay"), ("write_fail", "debug_write_fail")):
             v = getattr(ns, opt, None)
             if v is not None:

@@ -36,7 +36,7 @@ from conftest import REPO, _env, cli_cmd, mpiexec_cmd
 pytestmark = pytest.mark.skipif(mpiexec_cmd() is None, reason="no mpiexec on PATH")
 
 NET_SPEC = (3, [20, 20], 3)  # mpi_enum.model.network.random_mlp: 7321 regions, a quarter of a second
-SLOW = ["--budget", "16", "--debug-item-delay", "0.04"]  # ~500 items: a run of several seconds
+SLOW = ["--budget", "16", "--debug-node-delay", "1e-4"]  # 83,601 nodes: about 6 s on 2 ranks
 LIMIT = 30  # seconds any faulty run may take
 
 

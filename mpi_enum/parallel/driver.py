@@ -17,7 +17,6 @@ plain keyword arguments (:func:`run_dynamic`); nothing here reads the environmen
 """
 from __future__ import annotations
 
-import random
 import time
 from collections import deque
 
@@ -87,7 +86,8 @@ def run_dynamic(comm, problem, split_factor=16, progress=None, spill_dir=None, s
     (64; unlimited with one rank).  ``spill_bytes``: region rows held in memory per rank before
     they spill to ``spill_dir`` (None: 64 MiB).  ``poll_every``: search nodes between MPI polls
     (None: 256, about 0.5 ms of the compiled kernel).  ``skew``: deal every static item to rank 0
-    (tests, benchmarks).  ``delay``: random sleep up to that many seconds after every item (tests).
+    (tests, benchmarks).  ``delay``: after every item, sleep that many seconds per search node it explored
+    (tests: a run's length then depends on its node count, not on the kernel's speed).
     ``fail``: ``(rank, nodes)``: that rank raises RuntimeError after that many nodes (tests).
 
     Hooks for checkpoint/resume (an item is the unit of commit): ``on_done(item, frontier)`` is
@@ -152,13 +152,12 @@ def _run(comm, problem, eng, buf, t0, split_factor, progress, skew, budget, budg
         # request (signal, time limit) is honoured within about a second
         budget = 64 if size > 1 else (4096 if ck.enabled else 1 << 16)
     b_min = 1 if budget is None else max(1, min(budget, 64))
-    rng = random.Random(seed * 7919 + rank)
     poll = work.poll if (size > 1 or progress) else None
     t_start = time.perf_counter()
     try:
         stopped, busy, n_items = _owner_loop(
             eng, work, local, emit, ck, buf, B=budget, b_min=b_min, budget_max=budget_max, poll=poll,
-            poll_every=poll_every, low=low, delay=delay, rng=rng, fail=fail, top_nodes=top_nodes,
+            poll_every=poll_every, low=low, delay=delay, fail=fail, top_nodes=top_nodes,
             on_done=on_done, stop=stop, stopper=stopper)
     finally:
         ck.close()  # fsync the journal on every exit path
@@ -184,7 +183,7 @@ def _run(comm, problem, eng, buf, t0, split_factor, progress, skew, budget, budg
             "open_items_local": local, "checkpointed": ck.enabled, "old_regions": ck.old_regions}
 
 
-def _owner_loop(eng, work, local, emit, ck, buf, *, B, b_min, budget_max, poll, poll_every, low, delay, rng,
+def _owner_loop(eng, work, local, emit, ck, buf, *, B, b_min, budget_max, poll, poll_every, low, delay,
                 fail, top_nodes, on_done, stop, stopper):
     """The owner loop of :func:`run_dynamic`.  Returns (stopped, busy seconds, items explored)."""
     rank, size = work.rank, work.size
@@ -198,13 +197,13 @@ def _owner_loop(eng, work, local, emit, ck, buf, *, B, b_min, budget_max, poll, 
             local.extend(got)
         item = local.pop()
         tb = time.perf_counter()
-        reg0 = buf.count
+        reg0, nodes0 = buf.count, eng.stats.nodes
         lc0 = eng.stats.layer_counts.copy()
         frontier = eng.explore(item, emit, budget=B, poll=poll, poll_every=poll_every, emit_batch=emit.batch,
                                seconds=ITEM_SECONDS)
         n_items += 1
         if delay:
-            time.sleep(rng.random() * delay)
+            time.sleep(delay * (eng.stats.nodes - nodes0))
         if fail is not None and rank == fail[0] and eng.stats.nodes - top_nodes >= fail[1]:
             raise RuntimeError(f"rank {rank}: injected failure after {eng.stats.nodes - top_nodes} nodes")
         dlc = eng.stats.layer_counts - lc0
@@ -241,5 +240,5 @@ def run_parallel(comm, problem, options, stopper=None):
     (a :class:`mpi_enum.options.RunOptions`).  ``comm`` None: this process alone."""
     o = options
     return run_dynamic(comm, problem, split_factor=o.split_factor, progress=o.progress, spill_dir=o.spill_dir,
-                       spill_bytes=o.spill_limit, skew=o.skew, budget=o.budget, delay=o.item_delay,
+                       spill_bytes=o.spill_limit, skew=o.skew, budget=o.budget, delay=o.node_delay,
                        fail=o.fail_after, checkpoint_dir=o.checkpoint_dir, resume=o.resume, stopper=stopper)
