@@ -4,7 +4,10 @@
     .venv/bin/python benchmarks/run_bench.py              # full: every bench net + ACAS Xu 1_1 prop-3 box
     .venv/bin/python benchmarks/run_bench.py --short      # CI: small nets; pattern sets must equal the
                                                           # yardstick's and the test oracle's (no timing claims)
-    options: --yard-cap S (yardstick time cap per net, default 60), --no-tol (skip the tol sweep),
+    .venv/bin/python benchmarks/run_bench.py --high-dim   # d = 16, 32, 64, 784 rows (two hidden layers)
+
+    options: --yard-cap S (yardstick time cap per net, default 60), --engine-cap S (the engine's
+             window on a net it cannot finish in S seconds, default 600), --no-tol (skip the tol sweep),
              --reference (time the test oracle tests/reference_engine.py, the pure Python + HiGHS
              search, instead of the engine), --nets GLOB, --no-acas, --out FILE
 
@@ -20,7 +23,12 @@ partial run's depth-first order visits regions at a roughly steady rate, so the 
 fair estimate of the full one (the README's full runs agree within the noise).  The yardstick is
 given the same problem as the engine: the first layer composed with the domain's normalisation
 (the box becomes [-1, 1]^k), so both use the same tol in the same coordinates (for the bench nets,
-whose box already is [-1, 1]^d, this changes nothing).
+whose box already is [-1, 1]^d, this changes nothing).  The engine is capped the same way
+(``--engine-cap``): where it stops early its rate is regions / seconds of its window, and the
+table says so (``full`` = no).
+
+Network specs: a path (.npz, .nnet, ...), ``random:SEED:D:W1,W2`` (the --short nets) or
+``mlp:D:W1,W2:SEED`` (``mpi_enum.model.network.random_mlp``, the recipe of the bench nets).
 
 Output: a table on stdout and JSON in benchmarks/results/bench-<time>.json.
 """
@@ -44,6 +52,7 @@ BENCH = SHARED / "bench"
 ACAS = SHARED / "data" / "acasxu" / "ACASXU_run2a_1_1_batch_2000.nnet"
 ACAS_BOX = ([1500, -0.06, 3.10, 980, 960], [1800, 0.06, 3.14, 1200, 1200])
 TOLS = [1e-10, 1e-9, 1e-8, 1e-7]
+HIGH_DIM = ["mlp:16:14,14:1", "mlp:32:12,12:1"]  # with the d = 64 and 784 bench nets: --high-dim
 
 
 # ------------------------------------------------------------------------------ children
@@ -56,7 +65,15 @@ def _problem(spec, tol):
     from mpi_enum.model.network import Network
     from mpi_enum.loaders import load_network
 
-    if spec.startswith("random:"):
+    if spec.startswith("mlp:"):
+        from mpi_enum.model.network import random_mlp
+
+        _, d, widths, seed = spec.split(":")
+        arrays = random_mlp(int(d), [int(w) for w in widths.split(",")], seed=int(seed))
+        nl = len(widths.split(",")) + 1
+        net = Network([arrays[f"W{i}"] for i in range(nl)], [arrays[f"b{i}"] for i in range(nl)])
+        lo, hi = arrays["input_lo"], arrays["input_hi"]
+    elif spec.startswith("random:"):
         _, seed, d, widths = spec.split(":")
         rng = np.random.default_rng(int(seed))
         sizes = [int(d)] + [int(w) for w in widths.split(",")] + [1]
@@ -107,7 +124,7 @@ def _engine_class(which):
     return Engine
 
 
-def child_fast(spec, tol, which):
+def child_fast(spec, tol, which, cap=None):
     import resource
 
     prob = _problem(spec, tol)
@@ -119,14 +136,18 @@ def child_fast(spec, tol, which):
         eng = Engine(prob)
         pats = PatternHash()
         t0 = time.perf_counter()
-        eng.explore(eng.root_item(), lambda b, y, r, rk: pats.add(b))
+        frontier = eng.explore(eng.root_item(), lambda b, y, r, rk: pats.add(b), seconds=cap)
         sec = time.perf_counter() - t0
+        if frontier:  # stopped by the cap: one window, not repeated
+            best, reps = sec, reps + 1
+            break
         best, spent, reps = min(best, sec), spent + sec, reps + 1
     sec = best
     st = eng.stats.as_dict()
     return {"regions": pats.n, "seconds": sec, "lps": st["lps"], "nodes": st["nodes"],
             "lp_fallbacks": int(getattr(eng.stats, "lp_fallbacks", 0)), "layer_counts": st["layer_counts"],
             "engine": type(eng).__name__, "patterns_sha": pats.hexdigest(), "repeats": reps,
+            "complete": not frontier,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             "k": prob.k, "widths": prob.widths}
 
@@ -207,6 +228,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--short", action="store_true")
     ap.add_argument("--yard-cap", type=float, default=60.0)
+    ap.add_argument("--engine-cap", type=float, default=600.0)
+    ap.add_argument("--high-dim", action="store_true", help="the d = 16, 32, 64, 784 rows only")
     ap.add_argument("--no-tol", action="store_true")
     ap.add_argument("--no-acas", action="store_true")
     ap.add_argument("--reference", action="store_true")
@@ -218,7 +241,7 @@ def main(argv=None):
     if a.child:
         kind, spec = a.child[0], a.child[1]
         if kind == "fast":
-            res = child_fast(spec, float(a.child[2]), a.child[3])
+            res = child_fast(spec, float(a.child[2]), a.child[3], float(a.child[4]) if len(a.child) > 4 else None)
         elif kind == "yard":
             res = child_yard(spec, float(a.child[2]), float(a.child[3]))
         else:
@@ -253,27 +276,32 @@ def main(argv=None):
             if not same:
                 failures.append(spec)
     else:
-        specs = sorted(glob.glob(a.nets))
-        if not a.no_acas and ACAS.exists():
-            specs.append(str(ACAS))
+        if a.high_dim:
+            specs = HIGH_DIM + [str(BENCH / "nets" / n) for n in ("bench_d64_10x2.npz", "bench_d784_12x2.npz",
+                                                                  "bench_d784_16x2.npz")]
+        else:
+            specs = sorted(glob.glob(a.nets))
+            if not a.no_acas and ACAS.exists():
+                specs.append(str(ACAS))
         hdr = (f"{'network':<32} {'k':>2} {'regions':>9} {'sec':>7} {'regions/s':>10} {'LPs/reg':>7} {'fallb':>5} "
-               f"{'RSS MB':>7} | {'yard reg':>8} {'yard s':>6} {'yard r/s':>8} {'full':>4} | {'ratio':>8}")
+               f"{'RSS MB':>7} {'full':>4} | {'yard reg':>8} {'yard s':>6} {'yard r/s':>8} {'full':>4} | {'ratio':>8}")
         print(hdr)
         print("-" * len(hdr), flush=True)
         for spec in specs:
-            f = spawn(["--child", "fast", spec, 1e-9, which])
+            f = spawn(["--child", "fast", spec, 1e-9, which, a.engine_cap])
             y = spawn(["--child", "yard", spec, a.yard_cap, 1e-9])
             fr = f["regions"] / f["seconds"]
             yr = y["regions"] / y["seconds"] if y["regions"] else None
             ratio = fr / yr if yr else None
             same = None
-            if y["complete"]:
+            if y["complete"] and f["complete"]:
                 same = f["patterns_sha"] == y["patterns_sha"]
                 if not same:
                     failures.append(spec)
             name = Path(spec).stem + (" (prop-3 box)" if spec.endswith(".nnet") else "")
             print(f"{name[:32]:<32} {f['k']:>2} {f['regions']:>9,} {f['seconds']:>7.2f} {fr:>10,.0f} "
-                  f"{f['lps'] / max(f['regions'], 1):>7.2f} {f['lp_fallbacks']:>5} {f['peak_rss_mb']:>7.1f} | "
+                  f"{f['lps'] / max(f['regions'], 1):>7.2f} {f['lp_fallbacks']:>5} {f['peak_rss_mb']:>7.1f} "
+                  f"{('yes' if f['complete'] else 'no'):>4} | "
                   f"{y['regions']:>8,} {y['seconds']:>6.0f} {fmt(yr, 1):>8} {('yes' if y['complete'] else 'no'):>4} | "
                   f"{fmt(ratio, 0):>8}" + ("" if same is None else ("  patterns=yardstick" if same else "  PATTERNS DIFFER")),
                   flush=True)
@@ -284,7 +312,7 @@ def main(argv=None):
             gm = math.exp(sum(math.log(r) for r in bench) / len(bench))
             report["geomean_ratio_bench_nets"] = gm
             print(f"\ngeometric mean of the ratio over the {len(bench)} bench nets: {gm:,.0f}x")
-        if not a.no_tol:
+        if not a.no_tol and not a.high_dim:
             print("\ntol stability (regions):")
             print(f"{'network':<32} " + " ".join(f"{t:>10.0e}" for t in TOLS))
             report["tol_sweep"] = {}

@@ -48,13 +48,16 @@ def test_time_limit_at_784_inputs_ends_within_seconds(tmp_path):
 
 @pytest.mark.timeout(300)
 def test_sigterm_then_resume_is_exact_in_high_dimension(tmp_path):
-    net = _net(tmp_path, 200, [8, 7], seed=12)  # ~7 s in one run
+    net = _net(tmp_path, 200, [8, 7], seed=12)  # 22,366 nodes: ~2 s in one run
     full = tmp_path / "full.h5"
     r = subprocess.run(MPI_ENUM + ["run", net, "-o", str(full)], capture_output=True, text=True, timeout=250)
     assert r.returncode == 0, r.stderr
     ref = _patterns(full)
     out, ck = tmp_path / "o.h5", tmp_path / "ck"
-    p = subprocess.Popen(MPI_ENUM + ["run", net, "-o", str(out), "--checkpoint-dir", str(ck)],
+    # the stopped run sleeps 0.4 ms per node (~9 s in all), so that the signal finds it running
+    # however fast the kernel gets; the resumed runs go at full speed
+    slow = ["--budget", "64", "--debug-node-delay", "4e-4"]
+    p = subprocess.Popen(MPI_ENUM + ["run", net, "-o", str(out), "--checkpoint-dir", str(ck)] + slow,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(2.5)
     t0 = time.monotonic()

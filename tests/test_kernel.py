@@ -445,6 +445,26 @@ def test_high_dimension_box_lp(k, widths):
     check_same(p, budget=5)
 
 
+@pytest.mark.parametrize("k,widths", [(10, [7, 6]), (16, [6, 5]), (32, [5, 4])])
+def test_box_lp_replaces_the_dense_lp_above_boxlp_min_k(k, widths):
+    """On box domains with BOXLP_MIN_K < k <= DENSE_LP_MAX_K the box LP decides, not the dense
+    LP; on the same net over the same cube as a polytope (not a box) the dense LP does; both
+    equal the HiGHS reference."""
+    from mpi_enum.engine import _kernel as K
+
+    assert K.BOXLP_MIN_K < k <= K.DENSE_LP_MAX_K
+    rng = np.random.default_rng(740 + k)
+    net = rand_net(rng, k, widths)
+    box, poly = Problem(net, cube(k)), Problem(net, cube_polytope(k))
+    assert Engine(box).box_lp and not Engine(box).dense_lp
+    assert Engine(poly).dense_lp and not Engine(poly).box_lp
+    ref, st = check_same(box)
+    assert len(ref) > 4 and st.lps > 1 and st.lp_fallbacks < st.lps - 1  # the box LP answered
+    assert set(check_same(poly)[0]) == set(ref)
+    small = Problem(rand_net(rng, K.BOXLP_MIN_K, [4]), cube(K.BOXLP_MIN_K))
+    assert Engine(small).dense_lp and not Engine(small).box_lp
+
+
 def test_box_lp_in_784_dimensions():
     """The reference paper's input size: a small net on [-1, 1]^784 (and a shifted box)."""
     rng = np.random.default_rng(790)

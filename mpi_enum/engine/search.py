@@ -37,6 +37,10 @@ below ``tol - band``, band = ``BAND_REL * tol + BAND_ABS``).  Every other LP, an
 larger k (where the dense method's O(k^3) per pivot loses to HiGHS), goes to HiGHS
 (:class:`~.lp.ChebyshevLP`) through a callback that receives the path rows' ids (neuron i on side
 b: ``2*i+b``), so consecutive LPs share their common prefix of rows and HiGHS warm-starts.
+On a domain that is exactly its bounding box, for k > ``BOXLP_MIN_K`` (9) the kernel's box LP
+(``kernel/boxlp.c``: the box as bounds on the columns, a warm-started bounded dual simplex whose
+basis has one entry per cell row whatever k is) replaces the dense LP and decides first,
+certified the same way; HiGHS takes what it leaves.
 The numeric thresholds live in ``kernel/decisions.h`` only.  ``tests/reference_engine.py``
 (the test oracle, pure Python + HiGHS) makes the same decisions; tests/test_kernel.py checks
 that both produce identical pattern sets, layer counts and ranks.
@@ -111,8 +115,11 @@ class Engine:
             f64(dom.y_lo) if bounded else None, f64(dom.y_hi) if bounded else None, self.tol,
             self._lp_fallback(), band_rel=float(self.BAND_REL), dense_max_k=int(self.DENSE_LP_MAX_K),
             emax=int(self.EMAX))
-        #: True when the kernel tries its dense LP before HiGHS (k <= DENSE_LP_MAX_K)
+        #: True when the kernel tries its dense LP before HiGHS (k <= DENSE_LP_MAX_K, unless
+        #: the box LP replaces it)
         self.dense_lp = bool(self._kern.dense)
+        #: True when the kernel's box LP decides first (box domains with k > BOXLP_MIN_K)
+        self.box_lp = bool(self._kern.box_lp)
         self._slast = (0,) * (len(native.STATS) + p.L)
 
     @property

@@ -66,6 +66,22 @@ struct BoxLP {
     long long stamp;
 };
 
+/* the heap order of the ratio test's breakpoints: by t, ties by column */
+static inline int cand_less(const struct Cand *x, const struct Cand *y) {
+    return x->t < y->t || (x->t == y->t && x->j < y->j);
+}
+
+static void heap_down(struct Cand *h, int n, int i) {
+    for (;;) {
+        int m = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && cand_less(h + l, h + m)) m = l;
+        if (r < n && cand_less(h + r, h + m)) m = r;
+        if (m == i) return;
+        struct Cand t = h[i]; h[i] = h[m]; h[m] = t;
+        i = m;
+    }
+}
+
 static void *xcalloc(size_t n, size_t s) { return calloc(n ? n : 1, s ? s : 1); }
 
 void blp_free(BoxLP *P) {
@@ -327,22 +343,40 @@ static int iterate(BoxLP *P) {
             cd->t = fabs(P->d[j]) / fabs(a);
         }
         if (nc == 0) return -1; /* dual unbounded: cannot happen (s is free below) */
-        /* walk the breakpoints in increasing order, extracting the smallest each time (the walk
-         * usually stops after a few: cheaper than sorting all of them) */
+        /* walk the breakpoints in increasing order: a binary min-heap of the candidates (the walk
+         * may pass hundreds of boxed columns at large k; each step then costs O(log nc)), the
+         * passed ones moved to the front of `cand` in the order they were passed */
+        for (int t = nc / 2 - 1; t >= 0; t--) heap_down(P->cand, nc, t);
         double slope = worst;
-        int stop = nc - 1;
+        int stop = nc - 1, hn = nc;
         for (int t = 0; t < nc; t++) {
-            int mi = t;
-            for (int u2 = t + 1; u2 < nc; u2++)
-                if (P->cand[u2].t < P->cand[mi].t || (P->cand[u2].t == P->cand[mi].t && P->cand[u2].j < P->cand[mi].j))
-                    mi = u2;
-            if (mi != t) { struct Cand tc = P->cand[t]; P->cand[t] = P->cand[mi]; P->cand[mi] = tc; }
-            int j = P->cand[t].j;
+            struct Cand top = P->cand[0];
+            P->cand[0] = P->cand[--hn];
+            heap_down(P->cand, hn, 0);
+            /* the heap occupies cand[0, hn); the passed candidates go from the back, reversed below */
+            P->cand[nc - 1 - t] = top;
+            int j = top.j;
             double range = hi_of(P, j) - lo_of(P, j);
             if (!isfinite(range)) { stop = t; break; }
-            double ns = slope - fabs(P->cand[t].a) * range;
+            double ns = slope - fabs(top.a) * range;
             if (ns <= 0.0) { stop = t; break; }
             slope = ns;
+        }
+        /* cand[nc-1-t] holds the t-th passed breakpoint (t <= stop); cand[0, nc-1-stop) the rest:
+         * put the passed ones first, in the order passed */
+        {
+            int np = stop + 1;
+            for (int t = 0; t < np / 2; t++) {
+                struct Cand tc = P->cand[nc - 1 - t];
+                P->cand[nc - 1 - t] = P->cand[nc - np + t];
+                P->cand[nc - np + t] = tc;
+            }
+            /* now cand[nc-np, nc) is in passed order; rotate it to the front */
+            for (int t = 0; t < np; t++) {
+                struct Cand tc = P->cand[t];
+                P->cand[t] = P->cand[nc - np + t];
+                P->cand[nc - np + t] = tc;
+            }
         }
         /* among the breakpoints tied with the stop (within the dual tolerance), the largest pivot */
         int q = P->cand[stop].j;
@@ -496,11 +530,15 @@ void blp_set_early(BoxLP *P, double keep_above, double reject_below) {
 
 static unsigned long long row_hash(const double *a, int k, double c, long long id) {
     (void)id; /* a row is its content: the same constraint under another id is the same row */
-    unsigned long long h = 1469598103934665603ULL;
-    const unsigned char *p = (const unsigned char *)a;
-    for (size_t i = 0; i < sizeof(double) * (size_t)k; i++) h = (h ^ p[i]) * 1099511628211ULL;
-    p = (const unsigned char *)&c;
-    for (size_t i = 0; i < sizeof(double); i++) h = (h ^ p[i]) * 1099511628211ULL;
+    /* FNV-1a over 64-bit words (the bit patterns of the doubles), then a final mix */
+    unsigned long long h = 1469598103934665603ULL, w;
+    for (int e = 0; e < k; e++) {
+        memcpy(&w, a + e, sizeof w);
+        h = (h ^ w) * 1099511628211ULL;
+    }
+    memcpy(&w, &c, sizeof w);
+    h = (h ^ w) * 1099511628211ULL;
+    h ^= h >> 29; h *= 0xbf58476d1ce4e5b9ULL; h ^= h >> 32;
     return h;
 }
 
@@ -532,11 +570,14 @@ static struct Saved *find_basis(BoxLP *P, int m, const unsigned long long *hq) {
     for (int b = 0; b < P->nb; b++) {
         struct Saved *S = P->saved + b;
         if (S->ms == 0 || S->ms > m || (best && S->ms <= best->ms)) continue;
+        /* every saved row matched to its own asked row (duplicate rows count as often as they occur) */
+        unsigned char taken[m];
+        memset(taken, 0, (size_t)m);
         int all = 1;
         for (int i = 0; i < S->ms && all; i++) {
             int f = 0;
             for (int t = 0; t < m; t++)
-                if (hq[t] == S->h[i]) { f = 1; break; }
+                if (!taken[t] && hq[t] == S->h[i]) { taken[t] = 1; f = 1; break; }
             all = f;
         }
         if (all) best = S;

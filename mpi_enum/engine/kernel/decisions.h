@@ -54,7 +54,10 @@
       "after LP_BLAND_BASE + LP_BLAND_PER_VAR * (k+1) degenerate steps, Bland's rule (no cycling)") \
     X(LP_BLAND_PER_VAR, 2, "see LP_BLAND_BASE")                                                    \
     X(JACOBI_SWEEPS, 80, "Jacobi SVD: at most this many sweeps")                                   \
-    X(BOXLP_REFACTOR, 48, "box LP: pivots between refactorisations of the basis inverse")
+    X(BOXLP_REFACTOR, 48, "box LP: pivots between refactorisations of the basis inverse")        \
+    X(BOXLP_MIN_K, 9,                                                                              \
+      "on a box domain the box LP, not the dense LP, decides for k > this (measured: from k = 10 "  \
+      "on it is faster, 9x at k = 32; at k <= 8 the dense LP is)")
 
 #define KC_DEFINE_F_(name, value, doc) static const double KC_##name = (value);
 #define KC_DEFINE_I_(name, value, doc) KC_##name = (value),

@@ -582,6 +582,7 @@ void kc_free(kc_ctx *C) {
 int kc_version(void) { return KC_VERSION; }
 int kc_n_neurons(const kc_ctx *C) { return C->N; }
 int kc_error(const kc_ctx *C) { return C->error; }
+int kc_lp_kind(const kc_ctx *C) { return C->dense ? KC_LP_DENSE : (C->blp ? KC_LP_BOX : KC_LP_CALLBACK); }
 
 static int valid_config(const kc_config *cfg) {
     if (!cfg || cfg->k < 1 || cfg->L < 1 || cfg->mG < 0 || cfg->emax < 1) return 0;
@@ -731,8 +732,10 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
         memcpy(C->ylo, cfg->ylo, sizeof(double) * K);
         memcpy(C->yhi, cfg->yhi, sizeof(double) * K);
     }
-    /* 3. the box LP, where the domain is exactly its bounding box and the dense LP is not used */
-    if (!C->dense && is_box_domain(C)) {
+    /* 3. the box LP, where the domain is exactly its bounding box and k > BOXLP_MIN_K (or the
+     * dense LP is not used); it then replaces the dense LP */
+    if ((!C->dense || k > KC_BOXLP_MIN_K) && is_box_domain(C)) {
+        C->dense = 0;
         C->blp = blp_new(k, N + 1, C->ylo, C->yhi, C->tol, C->cap);
         C->blp_A = (double *)zalloc(C, (size_t)(N + 1) * K, sizeof(double));
         C->blp_c = (double *)zalloc(C, (size_t)N + 1, sizeof(double));

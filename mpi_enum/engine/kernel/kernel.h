@@ -68,6 +68,10 @@ kc_ctx *kc_new(const kc_config *cfg, int *err);
 void kc_free(kc_ctx *C);
 int kc_n_neurons(const kc_ctx *C);
 int kc_error(const kc_ctx *C);
+/* which LP decides first: the dense LP (k <= dense_max_k, unless the box LP replaces it), the box
+ * LP (box domains with k > BOXLP_MIN_K or k > dense_max_k), or only the callback (HiGHS) */
+enum { KC_LP_CALLBACK = 0, KC_LP_DENSE = 1, KC_LP_BOX = 2 };
+int kc_lp_kind(const kc_ctx *C);
 
 /* make the work item (depth decided bits, certified ball yc, r) the only pending node;
  * returns 0 or -error */

@@ -30,7 +30,7 @@ typedef struct {
     PyObject_HEAD
     kc_ctx *ctx;
     PyObject *fallback; /* callable or NULL */
-    int k, L, N, emax, dense, busy;
+    int k, L, N, emax, dense, box_lp, busy;
     long long lp_serial; /* fresh (negative) row ids for lp() */
 } KernelObject;
 
@@ -217,7 +217,6 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     self->k = k;
     self->L = (int)L;
     self->emax = emax;
-    self->dense = k <= dense_max_k;
     if (fallback != Py_None) {
         Py_INCREF(fallback);
         self->fallback = fallback;
@@ -251,6 +250,8 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         return kernel_error(err);
     }
     self->N = kc_n_neurons(self->ctx);
+    self->dense = kc_lp_kind(self->ctx) == KC_LP_DENSE;
+    self->box_lp = kc_lp_kind(self->ctx) == KC_LP_BOX;
     return (PyObject *)self;
 fail:
     release_all(v, 8);
@@ -413,7 +414,8 @@ static PyObject *Kernel_get_int(KernelObject *self, void *which) {
     case 1: return PyLong_FromLong(self->L);
     case 2: return PyLong_FromLong(self->N);
     case 3: return PyLong_FromLong(self->emax);
-    default: return PyBool_FromLong(self->dense);
+    case 4: return PyBool_FromLong(self->dense);
+    default: return PyBool_FromLong(self->box_lp);
     }
 }
 
@@ -424,6 +426,8 @@ static PyGetSetDef Kernel_getset[] = {
     {"emax", (getter)Kernel_get_int, NULL, "most nodes (and regions) per run()", (void *)3},
     {"dense", (getter)Kernel_get_int, NULL, "True if the dense LP is tried before HiGHS (k <= dense_max_k)",
      (void *)4},
+    {"box_lp", (getter)Kernel_get_int, NULL,
+     "True if the box LP is tried before HiGHS (box domains, k > BOXLP_MIN_K or > dense_max_k)", (void *)5},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyMethodDef Kernel_methods[] = {
