@@ -350,10 +350,10 @@ class Result:
                       command_line=self.command_line, created=self.created, path=self.path)
 
     # -- the file
-    def save(self, path, force=False):
+    def save(self, path, force=False, compress=False):
         """Write the result file (CONTRACT §3), the same file ``mpi-enum run`` writes; collective
         under a communicator (every rank calls it).  An existing ``path`` is an InputError
-        unless ``force``.  Returns the path."""
+        unless ``force``.  ``compress``: as ``mpi-enum run --compress``.  Returns the path."""
         from .io.results import RegionBuffer, write_result
 
         path = os.fspath(path)
@@ -365,7 +365,7 @@ class Result:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         meta = {"net": self.network, "domain": self.domain, "tol": self.tol, "wall_seconds": self.wall_seconds,
                 "complete": self.complete, "stopped_reason": self.stopped_reason, "software": self.software,
-                "command_line": self.command_line, "n_ranks": self.n_ranks}
+                "command_line": self.command_line, "n_ranks": self.n_ranks, "compress": bool(compress)}
         if self.created:
             meta["created"] = self.created
         buf = RegionBuffer.of_arrays(*self._rows())

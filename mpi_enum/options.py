@@ -9,7 +9,8 @@ environment variables for run settings.
 
 User settings (CONTRACT §2): ``tol``, ``split_factor``, ``progress``, ``checkpoint_dir``,
 ``checkpoint_interval``, ``resume``, ``time_limit``, ``spill_dir``, ``spill_bytes``
-(``--spill-mb``), ``force``.
+(``--spill-mb``), ``force``; extensions: ``compress`` (``--compress``: the result's /regions
+datasets chunked and gzip-compressed, lossless).
 
 Developer and test knobs (hidden command-line options, ``--help`` does not list them):
 
@@ -110,6 +111,7 @@ class RunOptions:
     spill_dir: str | None = None
     spill_bytes: int | None = None  # None: DEFAULT_SPILL_BYTES
     force: bool = False
+    compress: bool = False
     # developer / test knobs (hidden command-line options)
     budget: int | None = None
     skew: bool = False
@@ -142,6 +144,7 @@ class RunOptions:
         for opt in ("progress", "time_limit", "checkpoint_interval"):
             setattr(self, opt, _positive_number(opt, getattr(self, opt)))
         self.resume, self.force, self.skew = bool(self.resume), bool(self.force), bool(self.skew)
+        self.compress = bool(self.compress)
         for opt in ("checkpoint_dir", "spill_dir"):
             v = getattr(self, opt)
             if v is not None:
@@ -177,7 +180,7 @@ class RunOptions:
         """The fields given by an ``mpi-enum run`` argparse namespace (not yet validated)."""
         kw = {name: getattr(ns, name) for name in ("tol", "split_factor", "progress", "checkpoint_dir",
                                                     "checkpoint_interval", "resume", "time_limit", "spill_dir",
-                                                    "force", "budget", "skew") if hasattr(ns, name)}
+                                                    "force", "compress", "budget", "skew") if hasattr(ns, name)}
         mb = getattr(ns, "spill_mb", None)
         if mb is not None:
             if not (math.isfinite(mb) and mb > 0):

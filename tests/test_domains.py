@@ -353,3 +353,21 @@ def test_slices_inside_a_neuron_zero_set(tmp_path):
     want = {k for k in want if k[2] == 0 and k[6] == 0}
     assert pattern_set(res.bits) == want
     assert pattern_set(patterns_of(Ws, bs, X)) <= want
+
+
+def test_to_x_is_x0_plus_E_y_for_every_domain_kind():
+    """Domain.to_x applies a box's E coordinate-wise (no d x k product); the result must be
+    x0 + E y exactly as the matrix product gives it, for every kind (degenerate boxes too)."""
+    from mpi_enum.model.domain import box_domain, plane_domain, polytope_domain
+
+    rng = np.random.default_rng(5)
+    doms = [box_domain(-np.ones(6), 3 * np.ones(6)),
+            box_domain(np.array([0.0, 1, 2, -1]), np.array([1.0, 1, 4, 1])),  # one fixed coordinate
+            plane_domain(rng.normal(size=(3, 5)), 5),
+            polytope_domain(np.vstack([np.eye(3), -np.eye(3)]), np.ones(6), 3)]
+    assert doms[0]._selection is not None and doms[1]._selection is not None and doms[2]._selection is None
+    for dom in doms:
+        Y = rng.uniform(-1, 1, size=(7, dom.k))
+        np.testing.assert_allclose(dom.to_x(Y), dom.x0 + Y @ dom.E.T, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(dom.to_x(Y[0]), dom.x0 + dom.E @ Y[0], rtol=0, atol=1e-15)
+        assert dom.to_x(Y).shape == (7, dom.d) and dom.to_x(Y[0]).shape == (dom.d,)

@@ -47,7 +47,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import platform
 import time
 
 import numpy as np
@@ -55,45 +54,13 @@ import numpy as np
 from ..errors import OutputError
 from .buffer import BATCH, RegionBuffer
 from .outfile import install, io_problem, new_temp, reserve, trim, unlink_quietly
+from .provenance import software_versions
 
 __all__ = ["BATCH", "FORMAT", "FORMAT_VERSION", "RegionBuffer", "estimate_bytes", "h5py_has_mpi", "open_result",
            "read_summary", "software_versions", "write_result"]
 
 FORMAT = "mpi_enum.regions"
 FORMAT_VERSION = 1
-
-
-def software_versions(comm=None):
-    import h5py
-
-    info = {"mpi_enum": _version(), "python": platform.python_version(), "numpy": np.__version__,
-            "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version, "h5py_mpi": bool(h5py.get_config().mpi)}
-    try:
-        import scipy
-
-        info["scipy"] = scipy.__version__
-    except ImportError:
-        pass
-    try:
-        from importlib.metadata import version
-
-        info["highspy"] = version("highspy")
-    except Exception:
-        pass
-    if comm is not None:
-        from mpi4py import MPI
-
-        import mpi4py
-
-        info["mpi4py"] = mpi4py.__version__
-        info["mpi_library"] = MPI.Get_library_version().strip().splitlines()[0]
-    return info
-
-
-def _version():
-    from .._version import __version__
-
-    return __version__
 
 
 def h5py_has_mpi():
@@ -105,13 +72,27 @@ def h5py_has_mpi():
 REGION_DATASETS = ("pattern", "interior_point", "radius", "affine_rank")  # the order of buf.batches()
 
 
-def _create_regions(f, total, buf):
-    """Create the /regions datasets (identically on every rank in the collective path)."""
+CHUNK_BYTES = 1 << 20  # a compressed dataset's chunk: about this many bytes of rows
+BIG_DOMAIN = 1 << 16  # /domain arrays above this many bytes are stored compressed
+
+
+def _packed(shape, dtype):
+    """Chunked, byte-shuffled, gzip-compressed storage for a dataset of ``shape`` (rows of
+    about CHUNK_BYTES per chunk): lossless, read back by any HDF5 reader."""
+    row = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+    rows = max(1, min(int(shape[0]), CHUNK_BYTES // max(row, 1)))
+    return {"chunks": (rows,) + tuple(shape[1:]), "compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+
+def _create_regions(f, total, buf, compress=False):
+    """Create the /regions datasets (identically on every rank in the collective path);
+    ``compress``: chunked and compressed (``--compress``)."""
     g = f.create_group("regions")
-    return [g.create_dataset("pattern", (total, buf.pb), dtype=np.uint8),
-            g.create_dataset("interior_point", (total, buf.d), dtype=np.float64),
-            g.create_dataset("radius", (total,), dtype=np.float64),
-            g.create_dataset("affine_rank", (total, buf.L), dtype=np.int16)]
+    out = []
+    for name, shape, dtype in (("pattern", (total, buf.pb), np.uint8), ("interior_point", (total, buf.d), np.float64),
+                               ("radius", (total,), np.float64), ("affine_rank", (total, buf.L), np.int16)):
+        out.append(g.create_dataset(name, shape, dtype=dtype, **(_packed(shape, dtype) if compress else {})))
+    return out
 
 
 def _write_batches(dsets, offset, buf, dxpl=None, n_calls=None, after_first=None):
@@ -165,8 +146,10 @@ def _mpi_max():
     return MPI.MAX
 
 
-def _common(f, meta, total, n_ranks, io_mode, stats_all, layer_counts):
-    """Attributes and small datasets: identical on every rank (collective metadata)."""
+def _common(f, meta, total, n_ranks, io_mode, stats_all, layer_counts, dxpl=None, lead=True):
+    """Attributes and small datasets: identical on every rank (collective metadata).  The
+    /domain arrays over BIG_DOMAIN bytes (a d = 784 box's G alone is 9.8 MB) are compressed;
+    their data goes in with one collective write (``dxpl``) in which ``lead`` supplies it."""
     net, dom = meta["net"], meta["domain"]
     a = f.attrs
     a["format"] = FORMAT
@@ -195,8 +178,13 @@ def _common(f, meta, total, n_ranks, io_mode, stats_all, layer_counts):
         f.create_dataset(f"network/W{i}", data=W)
         f.create_dataset(f"network/b{i}", data=b)
     f.create_dataset("domain/x0", data=dom.x0)
-    f.create_dataset("domain/E", data=dom.E)
-    f.create_dataset("domain/G", data=dom.G.reshape(-1, dom.k))
+    for name, arr in (("E", dom.E), ("G", dom.G.reshape(-1, dom.k))):
+        arr = np.ascontiguousarray(arr, dtype=np.float64)
+        if arr.nbytes <= BIG_DOMAIN:
+            f.create_dataset(f"domain/{name}", data=arr)
+        else:
+            ds = f.create_dataset(f"domain/{name}", arr.shape, dtype=np.float64, **_packed(arr.shape, np.float64))
+            _write_rows(ds, 0, arr if lead else None, dxpl)
     f.create_dataset("domain/h", data=dom.h)
     for name in sorted(stats_all):
         f.create_dataset(f"stats/{name}", data=np.asarray(stats_all[name]))
@@ -304,7 +292,7 @@ def write_result(path, comm, meta, buf, stats_local, layer_counts_local, *, stat
     meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     if comm is not None:
         meta["created"] = comm.bcast(meta["created"], root=0)
-    est = estimate_bytes(total, buf, meta, len(stats_all), n_ranks)
+    est = estimate_bytes(total, buf, meta, len(stats_all), n_ranks)  # an upper bound, compressed or not
     tmp, err = None, None
     if rank == 0:  # the space for the whole file, before anything is opened collectively
         try:
@@ -364,12 +352,12 @@ def _write_mpio(tmp, path, comm, args, buf, offset, est, write_delay, write_fail
     f = None
     try:
         f = h5py.File(tmp, "w", driver="mpio", comm=comm)
-        _common(f, *args)
-        _test_pause(write_delay)
-        dsets = _create_regions(f, args[1], buf)
-        _hold_space(comm, tmp, est)
         dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
         dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
+        _common(f, *args, dxpl=dxpl, lead=comm.rank == 0)
+        _test_pause(write_delay)
+        dsets = _create_regions(f, args[1], buf, compress=bool(args[0].get("compress")))
+        _hold_space(comm, tmp, est)
         n_calls = comm.allreduce((buf.count + BATCH - 1) // BATCH, op=_mpi_max())
         _write_batches(dsets, offset, buf, dxpl, n_calls, lambda: _injected(comm.rank, write_fail, tmp))
         f.close()
@@ -392,7 +380,7 @@ def _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fa
             reserve(tmp, est)
             _common(f, *args)
             _test_pause(write_delay)
-            _write_batches(_create_regions(f, args[1], buf), offset, buf,
+            _write_batches(_create_regions(f, args[1], buf, compress=bool(args[0].get("compress"))), offset, buf,
                            after_first=lambda: _injected(rank, write_fail, tmp))
             f.close()
             f = None

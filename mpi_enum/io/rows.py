@@ -11,12 +11,12 @@ import numpy as np
 
 def region_row(domain, bits, yc, r, ranks):
     """Engine output (domain coordinates) -> a result row (packed pattern, x, radius in x, ranks)."""
-    return np.packbits(np.frombuffer(bits, dtype=np.uint8)), domain.x0 + domain.E @ yc, r * domain.rscale, ranks
+    return np.packbits(np.frombuffer(bits, dtype=np.uint8)), domain.to_x(yc), r * domain.rscale, ranks
 
 
 def region_rows(domain, bits, Y, r, ranks):
     """The same for a batch: bits (n, N) 0/1, Y (n, k), r (n,), ranks (n, L)."""
-    return (np.packbits(np.asarray(bits, dtype=np.uint8), axis=1), domain.x0 + Y @ domain.E.T,
+    return (np.packbits(np.asarray(bits, dtype=np.uint8), axis=1), domain.to_x(Y),
             np.asarray(r) * domain.rscale, ranks)
 
 

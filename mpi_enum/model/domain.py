@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -45,8 +46,30 @@ class Domain:
         return self.y_lo is not None
 
     def to_x(self, Y):
+        """Input coordinates of the rows of Y (n, k) (or of one y (k,)): x0 + E y.  A box's E
+        (scaled, possibly a selection of free coordinates) is applied coordinate-wise, not as a
+        d x k product (at d = 784 that product cost as much as the search)."""
         Y = np.asarray(Y, dtype=np.float64)
-        return self.x0 + Y @ self.E.T
+        sel = self._selection
+        if sel is None:
+            return self.x0 + Y @ self.E.T
+        rows, scale = sel
+        X = np.empty(Y.shape[:-1] + (self.d,))
+        X[...] = self.x0
+        X[..., rows] += Y * scale
+        return X
+
+    @cached_property
+    def _selection(self):
+        """(rows, scale) when each column of E has one nonzero, in distinct rows (boxes); else None."""
+        E = np.asarray(self.E)
+        if E.ndim != 2 or E.shape[1] == 0:
+            return None
+        nz = E != 0
+        if not np.all(nz.sum(axis=0) == 1) or np.any(nz.sum(axis=1) > 1):
+            return None
+        rows = np.argmax(nz, axis=0)
+        return rows, E[rows, np.arange(E.shape[1])]
 
     def to_json(self) -> str:
         return json.dumps(self.spec, sort_keys=True)

@@ -417,6 +417,32 @@ static int rank_of(kc_ctx *C, const double *M, int rows, int cols, double mscale
         memcpy(J, M, sizeof(double) * (size_t)rows * cols);
     }
     if (nc == 0) return 0;
+    if (len > 2 * nc) {
+        /* long vectors (len = k = 784 for images, nc = a layer's width): Householder QR first,
+         * [u_1 .. u_nc] = Q R, so that Jacobi runs on R's nc columns of length nc (the same
+         * singular values; O(nc^2 len) once instead of O(nc^2 len) per sweep) */
+        double *v = C->v;
+        for (int c = 0; c < nc; c++) {
+            double *x = J + (size_t)c * len;
+            double nx = sqrt(dot(x + c, x + c, len - c));
+            if (nx == 0.0) continue;
+            double alpha = x[c] > 0 ? -nx : nx;
+            for (int i = c; i < len; i++) v[i] = x[i];
+            v[c] -= alpha;
+            double vv = dot(v + c, v + c, len - c);
+            x[c] = alpha;
+            for (int i = c + 1; i < len; i++) x[i] = 0.0;
+            if (!(vv > 0.0)) continue;
+            for (int d = c + 1; d < nc; d++) {
+                double *y = J + (size_t)d * len;
+                double f = 2.0 * dot(v + c, y + c, len - c) / vv;
+                for (int i = c; i < len; i++) y[i] -= f * v[i];
+            }
+        }
+        for (int c = 0; c < nc; c++)  /* R's column c (rows 0..c), packed with length nc */
+            for (int i = 0; i < nc; i++) J[(size_t)c * nc + i] = i <= c ? J[(size_t)c * len + i] : 0.0;
+        len = nc;
+    }
     for (int sweep = 0; sweep < KC_JACOBI_SWEEPS; sweep++) {
         int rot = 0;
         for (int p = 0; p < nc - 1; p++)
