@@ -66,20 +66,59 @@ struct BoxLP {
     long long stamp;
 };
 
-/* the heap order of the ratio test's breakpoints: by t, ties by column */
+/* the order of the ratio test's breakpoints: by t, ties by column */
 static inline int cand_less(const struct Cand *x, const struct Cand *y) {
     return x->t < y->t || (x->t == y->t && x->j < y->j);
 }
 
-static void heap_down(struct Cand *h, int n, int i) {
-    for (;;) {
-        int m = i, l = 2 * i + 1, r = l + 1;
-        if (l < n && cand_less(h + l, h + m)) m = l;
-        if (r < n && cand_less(h + r, h + m)) m = r;
-        if (m == i) return;
-        struct Cand t = h[i]; h[i] = h[m]; h[m] = t;
-        i = m;
+static inline void cand_swap(struct Cand *x, struct Cand *y) { struct Cand t = *x; *x = *y; *y = t; }
+
+static double hi_of_(const BoxLP *P, int j);
+static double lo_of_(const BoxLP *P, int j);
+
+/* what passing breakpoint c costs the leaving row's infeasibility: |alpha| times the range
+ * of its column (infinite for a column without an upper bound: it must enter) */
+static inline double cand_weight(const BoxLP *P, const struct Cand *c) {
+    return fabs(c->a) * (hi_of_(P, c->j) - lo_of_(P, c->j));
+}
+
+/* The long-step ratio test's walk: in increasing order of t, breakpoints are passed while the
+ * remaining infeasibility `slope` stays > 0 after subtracting their weight; the first that
+ * would take it to <= 0 (or has infinite weight) enters.  Found by a weighted quickselect in
+ * O(nc) expected (the walk may pass hundreds of boxed columns at large k): cand is reordered
+ * so that cand[0, stop) are the passed ones, cand[stop] the entering one.  Returns stop (the
+ * last candidate if every one is passed). */
+static int bfrt_stop(const BoxLP *P, struct Cand *c, int nc, double slope) {
+    int lo = 0, hi = nc;  /* c[0, lo) passed (their weight subtracted); the stop lies in [lo, hi) */
+    while (hi - lo > 16) {
+        int mid = lo + (hi - lo) / 2;  /* median of three as the pivot, moved to hi - 1 */
+        if (cand_less(c + mid, c + lo)) cand_swap(c + mid, c + lo);
+        if (cand_less(c + hi - 1, c + lo)) cand_swap(c + hi - 1, c + lo);
+        if (cand_less(c + mid, c + hi - 1)) cand_swap(c + mid, c + hi - 1);
+        int m = lo;
+        double w = 0.0;
+        for (int t = lo; t < hi - 1; t++)
+            if (cand_less(c + t, c + hi - 1)) {
+                w += cand_weight(P, c + t);
+                cand_swap(c + m, c + t);
+                m++;
+            }
+        cand_swap(c + m, c + hi - 1);  /* the pivot at m: c[lo, m) below it, c(m, hi) above */
+        if (!(w < slope)) { hi = m; continue; }
+        slope -= w;
+        double wp = cand_weight(P, c + m);
+        if (!isfinite(wp) || slope - wp <= 0.0) return m;
+        slope -= wp;
+        lo = m + 1;
     }
+    for (int t = lo + 1; t < hi; t++)  /* a few left: sort them and walk */
+        for (int u = t; u > lo && cand_less(c + u, c + u - 1); u--) cand_swap(c + u, c + u - 1);
+    for (int t = lo; t < hi; t++) {
+        double w = cand_weight(P, c + t);
+        if (!isfinite(w) || slope - w <= 0.0) return t;
+        slope -= w;
+    }
+    return hi > lo ? hi - 1 : (lo < nc ? lo : nc - 1);
 }
 
 static void *xcalloc(size_t n, size_t s) { return calloc(n ? n : 1, s ? s : 1); }
@@ -141,6 +180,8 @@ void blp_counters(const BoxLP *P, long long out[4]) {
 
 static inline double lo_of(const BoxLP *P, int j) { return j < P->k ? P->l[j] : (j == P->k ? -INFINITY : 0.0); }
 static inline double hi_of(const BoxLP *P, int j) { return j < P->k ? P->u[j] : INFINITY; }
+static double lo_of_(const BoxLP *P, int j) { return lo_of(P, j); }
+static double hi_of_(const BoxLP *P, int j) { return hi_of(P, j); }
 
 /* coefficient of variable j in slot row i */
 static inline double coef(const BoxLP *P, int j, int i) {
@@ -283,6 +324,34 @@ static int dual_repair(BoxLP *P) {
 
 static void certify(BoxLP *P, double *y_out, double *LB, double *UB, double *UBfull);
 
+/* Would certify (O(ms k)) decide at this iterate?  The same two bounds from the basis in
+ * O(ms (1 + v)), v = the basic y out of their bounds: the dual objective of this dual feasible
+ * basis is the basic s (what UB computes, up to rounding); the margin of slot i at the basic
+ * solution is s + w_i (w_i its slack, 0 when nonbasic), and clipping y into its bounds moves it
+ * by -a_ie (clip_e - y_e) for each clipped coordinate e.  Only a filter: certify decides, from
+ * the returned data alone. */
+static int early_due(BoxLP *P) {
+    int k = P->k, ms = P->ms;
+    double s = P->x[k], slack = 1e-9 * (1.0 + fabs(s));
+    if (s < P->reject_below + slack) return 1;
+    double *m = P->colq; /* scratch (ms); iterate recomputes colq after the check */
+    for (int i = 0; i < ms; i++) {
+        int w = k + 1 + i;
+        m[i] = s + (P->stat[w] == BASIC ? P->x[w] : 0.0);
+    }
+    for (int p = 0; p < ms; p++) {
+        int e = P->head[p];
+        if (e >= k) continue;
+        double v = P->x[e], cl = v < P->l[e] ? P->l[e] : (v > P->u[e] ? P->u[e] : v);
+        if (cl == v) continue;
+        for (int i = 0; i < ms; i++) m[i] -= P->A[(size_t)i * k + e] * (cl - v);
+    }
+    double lb = P->cap;
+    for (int i = 0; i < ms; i++)
+        if (m[i] < lb) lb = m[i];
+    return lb > P->keep_above - slack;
+}
+
 /* the dual simplex iterations; 0 optimal (or decided early), -1 failure */
 static int iterate(BoxLP *P) {
     int k = P->k, L = P->mmax;
@@ -310,7 +379,7 @@ static int iterate(BoxLP *P) {
             if (score > best_score) { best_score = score; worst = inf; r = p; sr = side; bound = side > 0 ? hi : lo; }
         }
         if (r < 0) return 0;
-        if (P->early && it % 2 == 1) {  /* every dual iterate gives an upper bound, every clipped primal a lower bound */
+        if (P->early && it % 2 == 1 && early_due(P)) {  /* every dual iterate gives an upper bound, every clipped primal a lower bound */
             double lb, ub, ubf;
             certify(P, P->ybuf, &lb, &ub, &ubf);
             if (ub < P->reject_below || lb > P->keep_above) return 0;
@@ -343,41 +412,9 @@ static int iterate(BoxLP *P) {
             cd->t = fabs(P->d[j]) / fabs(a);
         }
         if (nc == 0) return -1; /* dual unbounded: cannot happen (s is free below) */
-        /* walk the breakpoints in increasing order: a binary min-heap of the candidates (the walk
-         * may pass hundreds of boxed columns at large k; each step then costs O(log nc)), the
-         * passed ones moved to the front of `cand` in the order they were passed */
-        for (int t = nc / 2 - 1; t >= 0; t--) heap_down(P->cand, nc, t);
-        double slope = worst;
-        int stop = nc - 1, hn = nc;
-        for (int t = 0; t < nc; t++) {
-            struct Cand top = P->cand[0];
-            P->cand[0] = P->cand[--hn];
-            heap_down(P->cand, hn, 0);
-            /* the heap occupies cand[0, hn); the passed candidates go from the back, reversed below */
-            P->cand[nc - 1 - t] = top;
-            int j = top.j;
-            double range = hi_of(P, j) - lo_of(P, j);
-            if (!isfinite(range)) { stop = t; break; }
-            double ns = slope - fabs(top.a) * range;
-            if (ns <= 0.0) { stop = t; break; }
-            slope = ns;
-        }
-        /* cand[nc-1-t] holds the t-th passed breakpoint (t <= stop); cand[0, nc-1-stop) the rest:
-         * put the passed ones first, in the order passed */
-        {
-            int np = stop + 1;
-            for (int t = 0; t < np / 2; t++) {
-                struct Cand tc = P->cand[nc - 1 - t];
-                P->cand[nc - 1 - t] = P->cand[nc - np + t];
-                P->cand[nc - np + t] = tc;
-            }
-            /* now cand[nc-np, nc) is in passed order; rotate it to the front */
-            for (int t = 0; t < np; t++) {
-                struct Cand tc = P->cand[t];
-                P->cand[t] = P->cand[nc - np + t];
-                P->cand[nc - np + t] = tc;
-            }
-        }
+        /* the walk over the breakpoints in increasing order (see bfrt_stop): cand[0, stop) are
+         * passed (they flip), cand[stop] enters, the rest follow in no order */
+        int stop = bfrt_stop(P, P->cand, nc, worst);
         /* among the breakpoints tied with the stop (within the dual tolerance), the largest pivot */
         int q = P->cand[stop].j;
         double qa = P->cand[stop].a, tq = P->cand[stop].t;
