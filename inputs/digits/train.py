@@ -24,6 +24,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from sklearn_mlp import export_mlp, fit_mlp  # noqa: E402  (inputs/sklearn_mlp.py)
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -37,7 +40,6 @@ def main(argv=None):
         from sklearn.datasets import load_digits
         from sklearn.decomposition import PCA
         from sklearn.model_selection import train_test_split
-        from sklearn.neural_network import MLPClassifier
     except ImportError:
         sys.exit("train.py needs scikit-learn: pip install scikit-learn")
 
@@ -53,33 +55,11 @@ def main(argv=None):
 
     Ztr, Zte, Zall = z_of(Xtr), z_of(Xte), z_of(X)
     hidden = tuple(int(h) for h in args.hidden.split(","))
-    clf = MLPClassifier(hidden_layer_sizes=hidden, activation="relu", alpha=1e-3, max_iter=2000,
-                        random_state=args.seed, tol=1e-6, n_iter_no_change=50)
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # stopping at max_iter is fine here
-        clf.fit(Ztr, ytr)
+    clf = fit_mlp(Ztr, ytr, hidden, args.seed, max_iter=2000)
     acc_tr, acc_te = float(clf.score(Ztr, ytr)), float(clf.score(Zte, yte))
-
-    arrs = {}
-    for i, (W, b) in enumerate(zip(clf.coefs_, clf.intercepts_)):
-        arrs[f"W{i}"] = np.asarray(W, np.float64).T  # sklearn stores (in, out)
-        arrs[f"b{i}"] = np.asarray(b, np.float64)
-    arrs["input_lo"] = Zall.min(axis=0)
-    arrs["input_hi"] = Zall.max(axis=0)
+    arrs = export_mlp(clf, Zall.min(axis=0), Zall.max(axis=0), Zte)
     os.makedirs(args.outdir, exist_ok=True)
     np.savez(os.path.join(args.outdir, "digits_mlp.npz"), **arrs)
-
-    # consistency: our forward pass equals sklearn's
-    h = Zte
-    for i in range(len(clf.coefs_)):
-        h = h @ arrs[f"W{i}"].T + arrs[f"b{i}"]
-        if i < len(clf.coefs_) - 1:
-            h = np.maximum(h, 0)
-    assert np.array_equal(np.argmax(h, axis=1), clf.predict(Zte)), "exported weights disagree with sklearn"
 
     picks = [int(np.flatnonzero(y == c)[0]) for c in (0, 1, 7)]
     np.save(os.path.join(args.outdir, "plane.npy"), Zall[picks])

@@ -24,6 +24,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from sklearn_mlp import export_mlp, fit_mlp  # noqa: E402  (inputs/sklearn_mlp.py)
+
 
 def images_784():
     """The digits as (1797, 784) pixels in [0, 1], and their labels."""
@@ -45,39 +48,17 @@ def main(argv=None):
         import scipy
         import sklearn
         from sklearn.model_selection import train_test_split
-        from sklearn.neural_network import MLPClassifier
     except ImportError:
         sys.exit("train.py needs scikit-learn and scipy: pip install scikit-learn scipy")
 
     X, y = images_784()
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=args.seed, stratify=y)
     hidden = tuple(int(h) for h in args.hidden.split(","))
-    clf = MLPClassifier(hidden_layer_sizes=hidden, activation="relu", alpha=1e-3, max_iter=1000,
-                        random_state=args.seed, tol=1e-6, n_iter_no_change=50)
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # stopping at max_iter is fine here
-        clf.fit(Xtr, ytr)
+    clf = fit_mlp(Xtr, ytr, hidden, args.seed, max_iter=1000)
     acc_tr, acc_te = float(clf.score(Xtr, ytr)), float(clf.score(Xte, yte))
-
-    arrs = {}
-    for i, (W, b) in enumerate(zip(clf.coefs_, clf.intercepts_)):
-        arrs[f"W{i}"] = np.asarray(W, np.float64).T  # sklearn stores (in, out)
-        arrs[f"b{i}"] = np.asarray(b, np.float64)
-    arrs["input_lo"], arrs["input_hi"] = np.zeros(784), np.ones(784)
+    arrs = export_mlp(clf, np.zeros(784), np.ones(784), Xte)
     os.makedirs(args.outdir, exist_ok=True)
     np.savez(os.path.join(args.outdir, "digits784_mlp.npz"), **arrs)
-
-    # consistency: our forward pass equals sklearn's
-    h = Xte
-    for i in range(len(clf.coefs_)):
-        h = h @ arrs[f"W{i}"].T + arrs[f"b{i}"]
-        if i < len(clf.coefs_) - 1:
-            h = np.maximum(h, 0)
-    assert np.array_equal(np.argmax(h, axis=1), clf.predict(Xte)), "exported weights disagree with sklearn"
 
     centre = int(np.flatnonzero(y == 3)[0])
     picks = [int(np.flatnonzero(y == c)[0]) for c in (0, 1, 7)]

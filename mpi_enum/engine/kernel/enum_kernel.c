@@ -417,7 +417,7 @@ static int rank_of(kc_ctx *C, const double *M, int rows, int cols, double mscale
         memcpy(J, M, sizeof(double) * (size_t)rows * cols);
     }
     if (nc == 0) return 0;
-    if (len > 2 * nc) {
+    if (len > 64 && len > 2 * nc) {
         /* long vectors (len = k = 784 for images, nc = a layer's width): Householder QR first,
          * [u_1 .. u_nc] = Q R, so that Jacobi runs on R's nc columns of length nc (the same
          * singular values; O(nc^2 len) once instead of O(nc^2 len) per sweep) */
