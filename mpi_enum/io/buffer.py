@@ -113,8 +113,14 @@ class RegionBuffer:
         self.spilled += self.n
         self.n = 0
 
+    def n_batches(self, size=BATCH):
+        """How many batches :meth:`batches` yields: the spilled rows and the rows in memory are
+        batched separately, so this can exceed ceil(count / size)."""
+        return -(-self.spilled // size) + -(-self.n // size)
+
     def batches(self, size=BATCH):
-        """Yield (pattern, point, radius, rank) arrays of at most ``size`` regions, in order."""
+        """Yield (pattern, point, radius, rank) arrays of at most ``size`` regions, in order
+        (:meth:`n_batches` of them)."""
         if self._spill_fd is not None:
             dt = self.dtype()
             left, pos = self.spilled, 0

@@ -104,7 +104,7 @@ def _write_batches(dsets, offset, buf, dxpl=None, n_calls=None, after_first=None
     it = buf.batches(BATCH)
     pos = offset
     if n_calls is None:
-        n_calls = (buf.count + BATCH - 1) // BATCH
+        n_calls = buf.n_batches(BATCH)
     for i in range(n_calls):
         arrs = next(it, None)
         for ds, a in zip(dsets, arrs if arrs is not None else (None,) * 4):
@@ -115,6 +115,8 @@ def _write_batches(dsets, offset, buf, dxpl=None, n_calls=None, after_first=None
             after_first()
     if n_calls == 0 and after_first is not None:
         after_first()
+    if pos - offset != buf.count or next(it, None) is not None:  # never a silently short file
+        raise RuntimeError(f"wrote {pos - offset} of this rank's {buf.count} region rows")
 
 
 def _write_rows(ds, start, a, dxpl):
@@ -206,6 +208,8 @@ def estimate_bytes(total, buf, meta, n_stats, n_ranks):
     domain = 8 * (np.size(dom.x0) + np.size(dom.E) + np.size(dom.G) + np.size(dom.h))
     text = len(dom.to_json()) + len(json.dumps(meta.get("software", {}))) + len(str(meta.get("command_line", "")))
     n_dsets = 2 * len(net.weights) + 4 + 4 + 1 + int(n_stats)
+    if meta.get("compress"):  # gzip may grow incompressible chunks a little; each chunk is indexed
+        rows += rows // 64 + 4096 * (4 + 4 * rows // CHUNK_BYTES)
     return int(rows + weights + domain + 8 * n_stats * n_ranks + 2 * text + 8192 * n_dsets + (256 << 10))
 
 
@@ -358,7 +362,7 @@ def _write_mpio(tmp, path, comm, args, buf, offset, est, write_delay, write_fail
         _test_pause(write_delay)
         dsets = _create_regions(f, args[1], buf, compress=bool(args[0].get("compress")))
         _hold_space(comm, tmp, est)
-        n_calls = comm.allreduce((buf.count + BATCH - 1) // BATCH, op=_mpi_max())
+        n_calls = comm.allreduce(buf.n_batches(BATCH), op=_mpi_max())
         _write_batches(dsets, offset, buf, dxpl, n_calls, lambda: _injected(comm.rank, write_fail, tmp))
         f.close()
         f = None

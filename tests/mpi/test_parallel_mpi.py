@@ -98,7 +98,10 @@ def test_stop_request_ends_every_rank():
 
 @pytest.mark.mpi
 @pytest.mark.timeout(180)
-def test_cli_end_to_end(tmp_path_factory):
+@pytest.mark.parametrize("spec,extra", [((3, (9, 8), 7), []),
+                                        # > 1024 rows per rank: every rank's buffer spills
+                                        ((3, (20, 20), 5), ["--spill-mb", "0.01"])], ids=["plain", "spilled"])
+def test_cli_end_to_end(tmp_path_factory, spec, extra):
     import h5py
 
     from mpi_enum.cli import main
@@ -108,10 +111,11 @@ def test_cli_end_to_end(tmp_path_factory):
     d = None
     if comm.rank == 0:
         d = str(tmp_path_factory.mktemp("e2e"))
-        np.savez(os.path.join(d, "net.npz"), **random_arrays(3, (9, 8), 7))
+        np.savez(os.path.join(d, "net.npz"), **random_arrays(*spec))
     d = comm.bcast(d, root=0)
     out = os.path.join(d, "out.h5")
-    rc = main(["run", os.path.join(d, "net.npz"), "-o", out, "--force", "--split-factor", "2", "--progress", "0.01"])
+    rc = main(["run", os.path.join(d, "net.npz"), "-o", out, "--force", "--split-factor", "2", "--progress", "0.01"]
+              + extra)
     assert rc == 0
     comm.Barrier()
     if comm.rank == 0:
@@ -126,6 +130,9 @@ def test_cli_end_to_end(tmp_path_factory):
             assert f.attrs["io_mode"] == ("mpio-collective" if h5py_has_mpi() else "serial-ordered")
             got = sorted(bytes(r) for r in f["regions/pattern"][()])
             assert got == want
+            assert np.all(f["regions/radius"][()] > 0)
+            if extra:
+                assert len(want) > 1024 * comm.size
             assert f["layers/n_regions"][()].tolist() == want_lc.tolist()
             for name in ("nodes", "lps", "regions", "busy_seconds", "idle_seconds", "steals_attempted",
                          "steals_succeeded", "items_given", "poll_seconds"):
