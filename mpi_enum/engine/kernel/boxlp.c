@@ -66,61 +66,6 @@ struct BoxLP {
     long long stamp;
 };
 
-/* the order of the ratio test's breakpoints: by t, ties by column */
-static inline int cand_less(const struct Cand *x, const struct Cand *y) {
-    return x->t < y->t || (x->t == y->t && x->j < y->j);
-}
-
-static inline void cand_swap(struct Cand *x, struct Cand *y) { struct Cand t = *x; *x = *y; *y = t; }
-
-static double hi_of_(const BoxLP *P, int j);
-static double lo_of_(const BoxLP *P, int j);
-
-/* what passing breakpoint c costs the leaving row's infeasibility: |alpha| times the range
- * of its column (infinite for a column without an upper bound: it must enter) */
-static inline double cand_weight(const BoxLP *P, const struct Cand *c) {
-    return fabs(c->a) * (hi_of_(P, c->j) - lo_of_(P, c->j));
-}
-
-/* The long-step ratio test's walk: in increasing order of t, breakpoints are passed while the
- * remaining infeasibility `slope` stays > 0 after subtracting their weight; the first that
- * would take it to <= 0 (or has infinite weight) enters.  Found by a weighted quickselect in
- * O(nc) expected (the walk may pass hundreds of boxed columns at large k): cand is reordered
- * so that cand[0, stop) are the passed ones, cand[stop] the entering one.  Returns stop (the
- * last candidate if every one is passed). */
-static int bfrt_stop(const BoxLP *P, struct Cand *c, int nc, double slope) {
-    int lo = 0, hi = nc;  /* c[0, lo) passed (their weight subtracted); the stop lies in [lo, hi) */
-    while (hi - lo > 16) {
-        int mid = lo + (hi - lo) / 2;  /* median of three as the pivot, moved to hi - 1 */
-        if (cand_less(c + mid, c + lo)) cand_swap(c + mid, c + lo);
-        if (cand_less(c + hi - 1, c + lo)) cand_swap(c + hi - 1, c + lo);
-        if (cand_less(c + mid, c + hi - 1)) cand_swap(c + mid, c + hi - 1);
-        int m = lo;
-        double w = 0.0;
-        for (int t = lo; t < hi - 1; t++)
-            if (cand_less(c + t, c + hi - 1)) {
-                w += cand_weight(P, c + t);
-                cand_swap(c + m, c + t);
-                m++;
-            }
-        cand_swap(c + m, c + hi - 1);  /* the pivot at m: c[lo, m) below it, c(m, hi) above */
-        if (!(w < slope)) { hi = m; continue; }
-        slope -= w;
-        double wp = cand_weight(P, c + m);
-        if (!isfinite(wp) || slope - wp <= 0.0) return m;
-        slope -= wp;
-        lo = m + 1;
-    }
-    for (int t = lo + 1; t < hi; t++)  /* a few left: sort them and walk */
-        for (int u = t; u > lo && cand_less(c + u, c + u - 1); u--) cand_swap(c + u, c + u - 1);
-    for (int t = lo; t < hi; t++) {
-        double w = cand_weight(P, c + t);
-        if (!isfinite(w) || slope - w <= 0.0) return t;
-        slope -= w;
-    }
-    return hi > lo ? hi - 1 : (lo < nc ? lo : nc - 1);
-}
-
 static void *xcalloc(size_t n, size_t s) { return calloc(n ? n : 1, s ? s : 1); }
 
 void blp_free(BoxLP *P) {
@@ -180,8 +125,58 @@ void blp_counters(const BoxLP *P, long long out[4]) {
 
 static inline double lo_of(const BoxLP *P, int j) { return j < P->k ? P->l[j] : (j == P->k ? -INFINITY : 0.0); }
 static inline double hi_of(const BoxLP *P, int j) { return j < P->k ? P->u[j] : INFINITY; }
-static double lo_of_(const BoxLP *P, int j) { return lo_of(P, j); }
-static double hi_of_(const BoxLP *P, int j) { return hi_of(P, j); }
+
+/* the order of the ratio test's breakpoints: by t, ties by column */
+static inline int cand_less(const struct Cand *x, const struct Cand *y) {
+    return x->t < y->t || (x->t == y->t && x->j < y->j);
+}
+
+static inline void cand_swap(struct Cand *x, struct Cand *y) { struct Cand t = *x; *x = *y; *y = t; }
+
+/* what passing breakpoint c costs the leaving row's infeasibility: |alpha| times the range
+ * of its column (infinite for a column without an upper bound: it must enter) */
+static inline double cand_weight(const BoxLP *P, const struct Cand *c) {
+    return fabs(c->a) * (hi_of(P, c->j) - lo_of(P, c->j));
+}
+
+/* The long-step ratio test's walk: in increasing order of t, breakpoints are passed while the
+ * remaining infeasibility `slope` stays > 0 after subtracting their weight; the first that
+ * would take it to <= 0 (or has infinite weight) enters.  Found by a weighted quickselect in
+ * O(nc) expected (the walk may pass hundreds of boxed columns at large k): cand is reordered
+ * so that cand[0, stop) are the passed ones, cand[stop] the entering one.  Returns stop (the
+ * last candidate if every one is passed). */
+static int bfrt_stop(const BoxLP *P, struct Cand *c, int nc, double slope) {
+    int lo = 0, hi = nc;  /* c[0, lo) passed (their weight subtracted); the stop lies in [lo, hi) */
+    while (hi - lo > 16) {
+        int mid = lo + (hi - lo) / 2;  /* median of three as the pivot, moved to hi - 1 */
+        if (cand_less(c + mid, c + lo)) cand_swap(c + mid, c + lo);
+        if (cand_less(c + hi - 1, c + lo)) cand_swap(c + hi - 1, c + lo);
+        if (cand_less(c + mid, c + hi - 1)) cand_swap(c + mid, c + hi - 1);
+        int m = lo;
+        double w = 0.0;
+        for (int t = lo; t < hi - 1; t++)
+            if (cand_less(c + t, c + hi - 1)) {
+                w += cand_weight(P, c + t);
+                cand_swap(c + m, c + t);
+                m++;
+            }
+        cand_swap(c + m, c + hi - 1);  /* the pivot at m: c[lo, m) below it, c(m, hi) above */
+        if (!(w < slope)) { hi = m; continue; }
+        slope -= w;
+        double wp = cand_weight(P, c + m);
+        if (!isfinite(wp) || slope - wp <= 0.0) return m;
+        slope -= wp;
+        lo = m + 1;
+    }
+    for (int t = lo + 1; t < hi; t++)  /* a few left: sort them and walk */
+        for (int u = t; u > lo && cand_less(c + u, c + u - 1); u--) cand_swap(c + u, c + u - 1);
+    for (int t = lo; t < hi; t++) {
+        double w = cand_weight(P, c + t);
+        if (!isfinite(w) || slope - w <= 0.0) return t;
+        slope -= w;
+    }
+    return hi > lo ? hi - 1 : (lo < nc ? lo : nc - 1);
+}
 
 /* coefficient of variable j in slot row i */
 static inline double coef(const BoxLP *P, int j, int i) {

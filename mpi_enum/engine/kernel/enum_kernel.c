@@ -759,9 +759,8 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
         memcpy(C->yhi, cfg->yhi, sizeof(double) * K);
     }
     /* 3. the box LP, where the domain is exactly its bounding box and k > BOXLP_MIN_K (or the
-     * dense LP is not used); it then replaces the dense LP */
+     * dense LP is not used); once made, it replaces the dense LP */
     if ((!C->dense || k > KC_BOXLP_MIN_K) && is_box_domain(C)) {
-        C->dense = 0;
         C->blp = blp_new(k, N + 1, C->ylo, C->yhi, C->tol, C->cap);
         C->blp_A = (double *)zalloc(C, (size_t)(N + 1) * K, sizeof(double));
         C->blp_c = (double *)zalloc(C, (size_t)N + 1, sizeof(double));
@@ -769,9 +768,12 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
         C->v2 = (double *)zalloc(C, K, sizeof(double));
         C->v3 = (double *)zalloc(C, K, sizeof(double));
         if (C->oom) goto fail;
-        if (C->blp) blp_set_early(C->blp, C->tol + C->band, C->tol - C->band);
-        /* blp_new gives NULL for a box not wider than 2 tol, or on allocation failure: then
-         * lp_fn decides everything, as before */
+        if (C->blp) {
+            blp_set_early(C->blp, C->tol + C->band, C->tol - C->band);
+            C->dense = 0;
+        }
+        /* blp_new gives NULL for a box not wider than 2 tol, or on allocation failure: then the
+         * dense LP (if k allows it) and lp_fn decide, as without the box LP */
     }
     return C;
 fail:

@@ -424,7 +424,7 @@ static PyGetSetDef Kernel_getset[] = {
     {"L", (getter)Kernel_get_int, NULL, "hidden layers", (void *)1},
     {"N", (getter)Kernel_get_int, NULL, "hidden neurons", (void *)2},
     {"emax", (getter)Kernel_get_int, NULL, "most nodes (and regions) per run()", (void *)3},
-    {"dense", (getter)Kernel_get_int, NULL, "True if the dense LP is tried before HiGHS (k <= dense_max_k)",
+    {"dense", (getter)Kernel_get_int, NULL, "True if the dense LP is tried before HiGHS (k <= dense_max_k, no box LP)",
      (void *)4},
     {"box_lp", (getter)Kernel_get_int, NULL,
      "True if the box LP is tried before HiGHS (box domains, k > BOXLP_MIN_K or > dense_max_k)", (void *)5},
