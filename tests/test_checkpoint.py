@@ -208,6 +208,20 @@ MODES = ["clean", "kill", "between", "torn", "garbage", "regions_cut", "flip", "
          "synced_rows_flipped"]
 
 
+def resume_until_finished(problem, ckdir, rng, size=2, rounds=None):
+    """Resume the checkpoint on ``size`` simulated ranks, without faults, until it is finished
+    (at most ``rounds`` resumptions; None: no limit)."""
+    n = 0
+    while rounds is None or n < rounds:
+        sim = Sim(problem, ckdir, size, rng)
+        if sim.finished:
+            return
+        while sim.busy():
+            sim.step()
+        sim.close(fsync=True)
+        n += 1
+
+
 def run_interrupted(problem, ckdir, seed, max_crashes=4, crash_p=0.06):
     rng = np.random.default_rng(seed)
     crashes = 0
@@ -287,13 +301,7 @@ def test_damaged_synced_rows_are_re_enumerated(tmp_path):
         f.write(bytes([b[0] ^ 0xFF]))
     res = C.load_checkpoint(ckdir, C.make_meta(problem))
     assert any("damaged region rows" in n for n in res.notes), res.notes
-    for _ in range(6):
-        sim = Sim(problem, ckdir, 2, rng)
-        if sim.finished:
-            break
-        while sim.busy():
-            sim.step()
-        sim.close(fsync=True)
+    resume_until_finished(problem, ckdir, rng, rounds=6)
     check_exact(ckdir, problem, ("synced_flip", 107))
 
 
@@ -329,13 +337,7 @@ def test_orphan_record_is_ignored(tmp_path):
     res = C.load_checkpoint(ckdir, C.make_meta(problem))
     assert res.n_ignored_records >= 1
     assert any("not reachable" in n for n in res.notes)
-    while True:
-        sim = Sim(problem, ckdir, 2, rng)
-        if sim.finished:
-            break
-        while sim.busy():
-            sim.step()
-        sim.close(fsync=True)
+    resume_until_finished(problem, ckdir, rng)
     check_exact(ckdir, problem, ("small", 101))
 
 

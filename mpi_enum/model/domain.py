@@ -210,12 +210,19 @@ def polytope_domain(A, b, d, path="--polytope"):
     return Domain("polytope", d, d, xc, s * np.eye(d), Gy, hy, float(s), lo, hi, spec)
 
 
-def plane_domain(P, d, path="--plane"):
+def _slice_points(P, d, path, option, rows):
+    """The points of --plane / --line as a float array of shape (len(rows), d), or InputError."""
     P = np.asarray(P, dtype=np.float64)
-    if P.shape != (3, d):
-        raise InputError(f"{path}: --plane needs an array of shape (3, {d}) (rows x0, x1, x2), got {P.shape}")
+    if P.shape != (len(rows), d):
+        raise InputError(f"{path}: {option} needs an array of shape ({len(rows)}, {d}) (rows {', '.join(rows)}), "
+                         f"got {P.shape}")
     if not np.all(np.isfinite(P)):
         raise InputError(f"{path}: points contain NaN or Inf")
+    return P
+
+
+def plane_domain(P, d, path="--plane"):
+    P = _slice_points(P, d, path, "--plane", ("x0", "x1", "x2"))
     x0, u, v = P[0], P[1] - P[0], P[2] - P[0]
     UV = np.stack([u, v], axis=1)
     Q, R = np.linalg.qr(UV)
@@ -235,11 +242,7 @@ def plane_domain(P, d, path="--plane"):
 
 
 def line_domain(P, d, path="--line"):
-    P = np.asarray(P, dtype=np.float64)
-    if P.shape != (2, d):
-        raise InputError(f"{path}: --line needs an array of shape (2, {d}) (rows x0, x1), got {P.shape}")
-    if not np.all(np.isfinite(P)):
-        raise InputError(f"{path}: points contain NaN or Inf")
+    P = _slice_points(P, d, path, "--line", ("x0", "x1"))
     u = P[1] - P[0]
     L = float(np.linalg.norm(u))
     if L <= 1e-12 * max(1.0, float(np.abs(P).max())):

@@ -167,6 +167,17 @@ def write_outputs(rep, outdir):
     return files
 
 
+def _save(fig, outdir, name):
+    """Lay out, write (120 dpi) and close one figure; returns its path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = os.path.join(outdir, name)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _figures(rep, outdir):
     try:
         import matplotlib
@@ -187,11 +198,7 @@ def _figures(rep, outdir):
     if lay and max(r["n_regions"] for r in lay) > 50 * max(1, min(r["n_regions"] for r in lay)):
         ax.set_yscale("log")
     ax.set_title("regions after each hidden layer")
-    fig.tight_layout()
-    p = os.path.join(outdir, "regions_per_layer.png")
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    files.append(p)
+    files.append(_save(fig, outdir, "regions_per_layer.png"))
 
     L = len(lay)
     fig, axes = plt.subplots(1, max(L, 1), figsize=(3.2 * max(L, 1), 3.2), squeeze=False)
@@ -204,11 +211,7 @@ def _figures(rep, outdir):
         ax.set_xlabel("rank of affine map")
         if l == 0:
             ax.set_ylabel("layer regions")
-    fig.tight_layout()
-    p = os.path.join(outdir, "rank_distribution.png")
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    files.append(p)
+    files.append(_save(fig, outdir, "rank_distribution.png"))
 
     trans = sorted({r["layer"] for r in rep["rank_children"]})
     fig, axes = plt.subplots(1, max(len(trans), 1), figsize=(3.4 * max(len(trans), 1), 3.4), squeeze=False)
@@ -232,11 +235,7 @@ def _figures(rep, outdir):
         if i == 0:
             ax.set_ylabel("children")
             ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    p = os.path.join(outdir, "children_vs_rank.png")
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    files.append(p)
+    files.append(_save(fig, outdir, "children_vs_rank.png"))
     return files
 
 
