@@ -7,7 +7,7 @@ Builds random He-initialised MLPs of one family (d = 4, three hidden layers of w
 recipe of ../shared/bench/make_nets.py), chosen so that the region count grows about 10x, runs
 ``mpi-enum run`` on each (one rank, in its own process) and reports the peak RSS of that process
 (``getrusage(RUSAGE_CHILDREN)`` of a fresh wrapper per run).  Regions stream into a per-rank
-buffer that spills to a scratch file once it holds ``--spill-mb`` (the CLI's default is 64 MB;
+buffer that spills to a scratch file once it holds ``--spill-mb`` (the CLI's default is 16 MB;
 a small value here shows the mechanism on a small run), so peak RSS must stay nearly flat.
 Writes benchmarks/results/memory_scaling.json.
 """

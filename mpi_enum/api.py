@@ -49,6 +49,7 @@ import numpy as np
 
 from .errors import InputError
 from .options import RunOptions
+from .phases import NO_PHASES
 
 __all__ = ["Result", "RunOptions", "enumerate", "open"]
 
@@ -250,21 +251,28 @@ def _max(comm, v):
     return comm.allreduce(v, op=MPI.MAX)
 
 
-def execute(comm, plan, stopper=None, t0=None, command_line="") -> RunOutput:
+def execute(comm, plan, stopper=None, t0=None, command_line="", phases=NO_PHASES) -> RunOutput:
     """Build the problem and run the driver on every rank of ``comm`` (None: this process alone).
 
+    ``meta["wall_seconds"]``: from ``t0`` to the end of the search, the maximum over ranks (the
+    command line's result writer replaces it by the time until the file's last row is written).
+    ``phases``: a :class:`~mpi_enum.phases.Phases` that the steps add their seconds to.
     Raises InputError on every rank together when the checkpoint cannot be used."""
     from .io.results import software_versions
     from .model.problem import Problem
     from .parallel import run_parallel
 
     t0 = time.perf_counter() if t0 is None else t0
-    problem = Problem(plan.net, plan.domain, plan.options.tol)
-    res = run_parallel(comm, problem, plan.options, stopper=stopper)
-    meta = {"net": plan.net, "domain": plan.domain, "tol": plan.options.tol,
-            "wall_seconds": _max(comm, time.perf_counter() - t0),
+    with phases("problem"):
+        problem = Problem(plan.net, plan.domain, plan.options.tol)
+    res = run_parallel(comm, problem, plan.options, stopper=stopper, phases=phases,
+                       ephemeral_checkpoint=plan.default_checkpoint)
+    wall = _max(comm, time.perf_counter() - t0)
+    with phases("provenance"):
+        software = software_versions(comm)
+    meta = {"net": plan.net, "domain": plan.domain, "tol": plan.options.tol, "wall_seconds": wall,
             "complete": res["complete"], "stopped_reason": res.get("stopped_reason", ""),
-            "software": software_versions(comm), "command_line": command_line}
+            "software": software, "command_line": command_line}
     return RunOutput(res, meta, plan.options)
 
 
@@ -434,12 +442,13 @@ def _describe(v):
 
 
 def enumerate(network, box=None, tol=1e-9, comm=None, *, polytope=None, ball=None, plane=None, line=None,
-              unbounded=False, **options):
+              unbounded=False, input_box=None, **options):
     """Enumerate the activation regions of ``network`` over a domain; returns a :class:`Result`.
 
     ``comm``: None for this process alone (no MPI needed), or an mpi4py communicator: then every
     rank of it must call this with the same arguments (see the module docstring for which rank
-    holds which rows).  ``options``: :class:`~mpi_enum.options.RunOptions` fields."""
+    holds which rows).  ``input_box=(lo, hi)``: the network's default box, as ``--input-box``.
+    ``options``: :class:`~mpi_enum.options.RunOptions` fields."""
     unknown = sorted(set(options) - set(RunOptions.field_names()))
     if unknown:
         raise TypeError(f"enumerate() got unexpected keyword argument(s) {', '.join(unknown)}; the options are "
@@ -448,7 +457,7 @@ def enumerate(network, box=None, tol=1e-9, comm=None, *, polytope=None, ball=Non
 
     t0 = time.perf_counter()
     domain_kw = {"box": box, "polytope": polytope, "ball": ball, "plane": plane, "line": line,
-                 "unbounded": bool(unbounded)}
+                 "unbounded": bool(unbounded), "input_box": input_box}
     lead = comm is None or comm.rank == 0
     plan = agree(comm, lambda: plan_run(network, domain_kw, dict(options, tol=tol), lock=lead))
     given = [f"{k}={_describe(v)}" for k, v in domain_kw.items() if v is not None and v is not False]

@@ -1,4 +1,4 @@
-"""Command line (CONTRACT §2): ``mpi-enum run|info|verify|analyze|plot|convert``.
+"""Command line (CONTRACT §2, §4): ``mpi-enum run|status|info|verify|analyze|plot|convert|graph``.
 
 Bad input or usage: one line ``mpi-enum: error: <file>: <problem>`` on stderr, exit 2, and no
 traceback.  In ``run``, every rank validates the inputs itself and the ranks agree on the verdict
@@ -22,6 +22,7 @@ import traceback
 
 from .console import say
 from .errors import EXIT_BAD_INPUT, EXIT_IO, EXIT_OK, EXIT_STOPPED, InputError, OutputError
+from .phases import Phases
 
 
 def _is_number_list(arg):
@@ -76,6 +77,9 @@ def build_parser():
     dom.add_argument("--plane", metavar="POINTS.npy", action=_Once, help="rows x0, x1, x2: a 2-D parallelogram slice")
     dom.add_argument("--line", metavar="POINTS.npy", action=_Once, help="rows x0, x1: a segment")
     dom.add_argument("--unbounded", nargs=0, action=_Once, default=False, help="all of R^d")
+    r.add_argument("--input-box", nargs=2, metavar=("LO", "HI"), action=_Once, default=None,
+                   help="the network's default box (scalars or comma lists of length d): the domain when none is "
+                        "given, and what --ball is cut to")
     r.add_argument("--tol", type=float, default=1e-9,
                    help="keep a side only if it holds a ball of radius > tol (relative to the domain's size)")
     r.add_argument("--checkpoint-dir", metavar="DIR", default=None,
@@ -94,7 +98,7 @@ def build_parser():
     r.add_argument("--spill-dir", default=None, metavar="DIR",
                    help="per-rank scratch files for results larger than memory (default: $TMPDIR)")
     r.add_argument("--spill-mb", type=float, default=None, metavar="MB",
-                   help="region rows held in memory per rank before they spill to --spill-dir (default 64)")
+                   help="region rows held in memory per rank before they spill to --spill-dir (default 16)")
     # developer and test knobs (mpi_enum.options.RunOptions): not listed by --help
     r.add_argument("--budget", type=int, default=None, help=argparse.SUPPRESS)
     r.add_argument("--skew", action="store_true", help=argparse.SUPPRESS)
@@ -102,6 +106,7 @@ def build_parser():
     r.add_argument("--debug-node-delay", type=float, metavar="S", default=None, help=argparse.SUPPRESS)
     r.add_argument("--debug-write-delay", type=float, metavar="S", default=None, help=argparse.SUPPRESS)
     r.add_argument("--debug-write-fail", type=int, metavar="RANK", default=None, help=argparse.SUPPRESS)
+    r.add_argument("--debug-phases", action="store_true", help=argparse.SUPPRESS)
 
     stat = sub.add_parser("status", help="how a run ended: exit 0 complete, 3 stopped early (resumable), 2 no result")
     stat.add_argument("out_h5", metavar="OUT.h5", help="the run's -o path")
@@ -123,12 +128,23 @@ def build_parser():
     pl = sub.add_parser("plot", help="picture of a 2-D partition")
     pl.add_argument("out_h5", metavar="OUT.h5")
     pl.add_argument("-o", "--output", metavar="FIG.png", required=True)
-    pl.add_argument("--color-by", default="affine", help="affine | rank | radius | layerN")
+    pl.add_argument("--color-by", default="affine", help="affine | linear | class | rank | radius | layerN")
+
+    gr = sub.add_parser("graph", help="region adjacency graph, linear regions, vertices and volumes (MPI-parallel)")
+    gr.add_argument("out_h5", metavar="OUT.h5")
+    gr.add_argument("-o", "--output", metavar="NEW.h5", default=None,
+                    help="write a new file (default: add to OUT.h5, replaced atomically)")
+    gr.add_argument("--force", action="store_true", help="replace an existing -o file")
+    gr.add_argument("--vertices", action="store_true",
+                    help="also every region's vertices and exact volume (bounded domains of dimension <= 10)")
+    gr.add_argument("--seed", type=int, default=0, help="seed of the random rays of the facet certificates")
 
     c = sub.add_parser("convert", help="convert an .onnx/.pt/.pth/.nnet model to .npz")
     c.add_argument("model", metavar="MODEL")
     c.add_argument("-o", "--output", metavar="NET.npz", required=True)
     c.add_argument("--force", action="store_true")
+    c.add_argument("--input-box", nargs=2, metavar=("LO", "HI"), action=_Once, default=None,
+                   help="write this box (scalars or comma lists of length d) as the file's input_lo/input_hi")
     return p
 
 
@@ -158,6 +174,12 @@ def main(argv=None):
         return EXIT_BAD_INPUT
     if args.command == "run":
         return _run_guarded(args, argv)
+    if args.command == "graph":  # MPI-parallel over the regions, on every rank of the job
+        from mpi4py import MPI
+
+        from .geometry.command import main as graph_main
+
+        return graph_main(args, MPI.COMM_WORLD)
     try:
         if args.command == "info":
             return cmd_info(args)
@@ -260,8 +282,9 @@ def _plan(args, lock=False):
     from .options import RunOptions
 
     out = args.output if args.output is not None else default_output(args.network)
-    return plan_run(args.network, {k: getattr(args, k) for k in DOMAIN_OPTIONS},
-                    RunOptions.args_fields(args), out, lock=lock)
+    domain_kw = {k: getattr(args, k) for k in DOMAIN_OPTIONS}
+    domain_kw["input_box"] = getattr(args, "input_box", None)
+    return plan_run(args.network, domain_kw, RunOptions.args_fields(args), out, lock=lock)
 
 
 def partial_path(out):
@@ -281,10 +304,13 @@ def _run_guarded(args, argv):
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    t0 = time.perf_counter()
-    stopper.restart_clock()  # --time-limit counts from here, as it always did
+    import_run_modules(args.network)  # start-up, outside the run's measured wall time
+    if comm.size > 1:
+        comm.Barrier()  # every rank is up (their start-ups differ): the run starts together
+    t0 = time.perf_counter()  # the start of the run: wall_seconds and the printed wall count from here
+    stopper.restart_clock()  # --time-limit counts from here too
     try:
-        return _cmd_run(comm, args, argv, t0, stopper)
+        return _cmd_run(comm, args, argv, t0, stopper, Phases(t0))
     except SystemExit:
         raise
     except BaseException as exc:  # a bug, a signal or a failing disk: never leave the other ranks hanging
@@ -309,10 +335,11 @@ def cmd_run(comm, args, argv):
     """``mpi-enum run`` on ``comm`` (the signal handlers are put back afterwards)."""
     from .parallel.stopper import Stopper
 
+    import_run_modules(args.network)
     t0 = time.perf_counter()
     stopper = Stopper(args.time_limit, args.checkpoint_interval)
     try:
-        return _cmd_run(comm, args, argv, t0, stopper)
+        return _cmd_run(comm, args, argv, t0, stopper, Phases(t0))
     finally:
         stopper.restore()
 
@@ -324,27 +351,62 @@ def _continue_command(argv, size):
     return launch + "mpi-enum " + " ".join(shlex.quote(a) for a in words)
 
 
-def _cmd_run(comm, args, argv, t0, stopper):
+RUN_MODULES = ("encodings.cp437", "h5py", "mpi_enum.api", "mpi_enum.io.checkpoint", "mpi_enum.io.outfile",
+               "mpi_enum.io.results", "mpi_enum.loaders.domain_options", "mpi_enum.model.problem",
+               "mpi_enum.parallel.driver", "mpi_enum.parallel.rma")  # cp437: zipfile's names (an .npz)
+LOADER_MODULES = {".npz": "mpi_enum.loaders.npz", ".nnet": "mpi_enum.loaders.nnet"}
+
+
+def import_run_modules(network):
+    """Import what a run needs before its clock starts (module imports are start-up, like the
+    interpreter's: README "The result file", ``wall_seconds``).  The stop-signal handlers are
+    installed before this, so a signal during the imports is honoured too."""
+    import importlib
+
+    loader = LOADER_MODULES.get(os.path.splitext(str(network))[1].lower())
+    for name in RUN_MODULES + ((loader,) if loader else ()):
+        importlib.import_module(name)
+
+
+def _cmd_run(comm, args, argv, t0, stopper, phases):
     from .api import agree
 
     try:  # every rank validates; one collective agrees on the verdict before any other collective
-        plan = agree(comm, lambda: _plan(args, lock=comm.rank == 0))
+        with phases("plan: network, domain, checks, locks"):
+            plan = agree(comm, lambda: _plan(args, lock=comm.rank == 0))
     except InputError as exc:  # the lowest failing rank reports
         if comm.rank == getattr(exc, "rank", comm.rank):
             _err(str(exc))
         return EXIT_BAD_INPUT
+    if comm.rank == 0:
+        for note in plan.net.meta.get("notes", ()):  # e.g. a dropped trailing Softmax
+            say(f"mpi-enum: note: {note}", sys.stderr)
     complete = False
     try:
-        rc, complete = _run_plan(comm, plan, args, argv, t0, stopper)
+        rc, complete = _run_plan(comm, plan, args, argv, t0, stopper, phases)
         return rc
     finally:
-        plan.release(complete=complete)  # the locks; the default checkpoint once the result is complete
+        with phases("after the rename: locks, default checkpoint removed"):
+            plan.release(complete=complete)  # the locks; the default checkpoint once the result is complete
+        if getattr(args, "debug_phases", False):
+            _report_phases(comm, phases)
 
 
-def _run_plan(comm, plan, args, argv, t0, stopper):
+def _report_phases(comm, phases):
+    """``--debug-phases``: rank 0 prints one line ``mpi-enum: phases {JSON}`` on stderr: the
+    run's ``wall_seconds`` (the printed wall time; None if the run did not get that far), the
+    seconds of every phase on every rank (lists in rank order) and ``total_seconds``, the time
+    from the start of the run to this report."""
+    mine = dict(phases.as_dict(), total_seconds=phases.elapsed())
+    every = comm.gather(mine, root=0) if comm.size > 1 else [mine]
+    if comm.rank == 0:
+        names = list(dict.fromkeys(k for d in every for k in d))
+        say("mpi-enum: phases " + json.dumps({"n_ranks": comm.size, "wall_seconds": phases.wall, "phases": {
+            k: [round(d.get(k, 0.0), 6) for d in every] for k in names}}), sys.stderr)
+
+
+def _run_plan(comm, plan, args, argv, t0, stopper, phases):
     """The run after the inputs are agreed on.  Returns (exit status, complete and written)."""
-    from mpi4py import MPI
-
     from .api import LARGE_TOL, execute
     from .io.outfile import fsync_path, io_problem, is_io_error, remove_stale_temps, unlink_quietly
     from .io.results import write_result
@@ -359,7 +421,8 @@ def _run_plan(comm, plan, args, argv, t0, stopper):
             say(f"mpi-enum: warning: --tol {opts.tol:g} is large: tol is relative to the domain (its inscribed "
                 f"radius is 1), and regions that hold no ball of radius > tol are not reported", sys.stderr)
     try:
-        run = execute(comm, plan, stopper, t0, command_line="mpi-enum " + " ".join(shlex.quote(a) for a in argv))
+        run = execute(comm, plan, stopper, t0, command_line="mpi-enum " + " ".join(shlex.quote(a) for a in argv),
+                      phases=phases)
     except InputError as exc:  # an unusable checkpoint: raised on every rank together
         if comm.rank == 0:
             _err(str(exc))
@@ -389,22 +452,26 @@ def _run_plan(comm, plan, args, argv, t0, stopper):
     try:
         io_mode = write_result(target, comm, meta, res["buffer"], res["stats"], res["layer_counts"],
                                write_delay=opts.write_delay, write_fail=opts.write_fail, note=note,
-                               replace=opts.force if complete else plan.replace_partial)
+                               replace=opts.force if complete else plan.replace_partial, t0=t0, phases=phases)
     except OutputError as exc:  # raised on every rank together; nothing at the output path
         if comm.rank == 0:
             _err(str(exc))
         return EXIT_IO, False
     finally:
         res["buffer"].close()
-    total = comm.allreduce(res["buffer"].count)
-    first_layer = comm.allreduce(int(res["layer_counts"][0]) if len(res["layer_counts"]) else 0)
-    busy = comm.gather(res["stats"].get("busy_seconds", 0.0), root=0)
-    wall = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+    # the run's wall time: from t0 to the result file closed and in place, the maximum over ranks
+    # (every rank is past write_result, whose last step tells every rank that the rename is done)
+    mine = (time.perf_counter() - t0, res["buffer"].count,
+            int(res["layer_counts"][0]) if len(res["layer_counts"]) else 0, res["stats"].get("busy_seconds", 0.0))
+    every = comm.gather(mine, root=0) if comm.size > 1 else [mine]  # one collective for the summary
     if comm.rank == 0:
-        import numpy as np
-
-        b = np.asarray(busy)
-        lb = float(b.max() / b.mean()) if b.mean() > 0 else 1.0
+        t_end = time.perf_counter()
+        wall = phases.wall = max(e[0] for e in every)
+        total = sum(e[1] for e in every)
+        first_layer = sum(e[2] for e in every)
+        busy = [e[3] for e in every]
+        b_mean = sum(busy) / len(busy)
+        lb = float(max(busy) / b_mean) if b_mean > 0 else 1.0
         state = "complete" if complete else "PARTIAL (" + res.get("stopped_reason", "stopped") + ")"
         old = int(res.get("old_regions", 0))
         new = total - old
@@ -412,6 +479,8 @@ def _run_plan(comm, plan, args, argv, t0, stopper):
         say(f"mpi-enum: {total} regions{extra}, {state}, {wall:.2f} s wall, {new / max(wall, 1e-9):.1f} regions/s, "
             f"{first_layer} first-layer cells, {comm.size} ranks, load balance {lb:.2f}, "
             f"io {io_mode} -> {target}")
+        phases.add("summary", time.perf_counter() - t_end)
+        t_end = time.perf_counter()
         remove_stale_temps(out, partial_path(out))  # of earlier killed runs (this run holds the output's lock)
         if complete:
             fsync_path(out)  # durable before the checkpoint goes
@@ -427,4 +496,5 @@ def _run_plan(comm, plan, args, argv, t0, stopper):
                 say(f"mpi-enum: exit status 3 (stopped, resumable); if the signal was sent to mpiexec itself, MPICH's "
                     f"mpiexec may report 0 instead: `mpi-enum status {out}` tells (exit 3: stopped early)",
                     sys.stderr)
+        phases.add("after the rename: stale temps, fsync, partial file", time.perf_counter() - t_end)
     return (EXIT_OK if complete else EXIT_STOPPED), complete

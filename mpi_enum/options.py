@@ -30,6 +30,14 @@ field              option                        meaning
                                                  its first batch (disk-failure tests)
 =================  ============================  =================================================
 
+``--debug-phases`` (command line only, not a field): rank 0 prints the seconds of every phase of
+the run on every rank as one JSON line on stderr (:mod:`mpi_enum.phases`; read by
+``benchmarks/small_run.py``).
+
+Constants: :data:`DEFAULT_SPILL_BYTES`; :data:`CHECKPOINT_DEFER_SECONDS`, how long a run's
+checkpoint journal stays in memory before it is first written (a run that completes sooner never
+writes it; a stop always does; see :mod:`mpi_enum.io.checkpoint.session`).
+
 A base module: imports nothing of the package but :mod:`mpi_enum.errors`; importable by every layer.
 """
 from __future__ import annotations
@@ -39,7 +47,12 @@ from dataclasses import dataclass, fields, replace
 
 from .errors import InputError
 
-DEFAULT_SPILL_BYTES = 64 << 20  # region rows held in memory per rank before spilling to --spill-dir
+# region rows held in memory per rank before spilling to --spill-dir: 16 MB (was 64 MB: a run of
+# 10^7 regions then peaked at 1.8x the RSS of one of 10^6, whose rows never filled it; issue 15)
+DEFAULT_SPILL_BYTES = 16 << 20
+# the checkpoint journal is first written this long after the run's start (or at a due checkpoint,
+# a stop, a failure): a kill -9 before then loses at most this much work, which a resume redoes
+CHECKPOINT_DEFER_SECONDS = 1.0
 MB = 1 << 20
 
 

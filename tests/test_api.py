@@ -264,7 +264,7 @@ def test_run_options_from_the_command_line():
     assert (o.tol, o.split_factor, o.spill_bytes, o.budget, o.skew) == (1e-7, 3, 2 << 20, 8, True)
     assert (o.fail_after, o.node_delay, o.write_delay) == ((1, 50), 0.01, 4.0)
     d = RunOptions.from_args(build_parser().parse_args(["run", "x.npz"]))
-    assert d == RunOptions() and d.spill_limit == 64 << 20 and d.fail_after is None
+    assert d == RunOptions() and d.spill_limit == 16 << 20 and d.fail_after is None
     help_text = subprocess.run([sys.executable, "-m", "mpi_enum", "run", "--help"], capture_output=True, text=True,
                                env=_env(), timeout=60).stdout
     assert "--spill-mb" in help_text

@@ -131,7 +131,8 @@ def test_decision_constants_come_from_the_module():
 
 
 def test_built_from_the_sources_on_disk(tmp_path):
-    assert set(K.SOURCES_SHA256) == {"enum_kernel.c", "boxlp.c", "pymodule.c", "kernel.h", "boxlp.h", "decisions.h"}
+    assert set(K.SOURCES_SHA256) == {"enum_kernel.c", "boxlp.c", "vrep.c", "pymodule.c", "kernel.h", "boxlp.h", "vrep.h",
+                                     "decisions.h"}
     assert native.stale_sources() == []
     src = tmp_path / "kernel"
     shutil.copytree(native.KERNEL_SOURCES, src)
@@ -374,6 +375,50 @@ class WideBand(Engine):
 
 class HighsOnly(Engine):
     DENSE_LP_MAX_K = 0  # no dense LP: as for k > 32 (HiGHS; on box domains the box LP first)
+    VREP_MAX_K = 0  # and no vertex sets
+
+
+class NoVertexSets(Engine):
+    VREP_MAX_K = 0  # the LP path on box domains of low dimension
+
+
+@pytest.mark.parametrize("k,widths", [(1, [5, 4]), (2, [7, 6]), (3, [6, 5, 4]), (4, [7, 6]), (5, [6, 5]),
+                                      (6, [6, 4])])
+def test_vertex_sets_decide_in_low_dimension(k, widths):
+    """Box domains with k <= VREP_MAX_K: the vertex sets decide (almost no LPs), with the same
+    patterns, layer counts, ranks and valid balls as the reference, and as the LP path; also
+    from rebuilt work items (budget: every item's vertex set rebuilt from its path rows)."""
+    p = Problem(rand_net(np.random.default_rng(40 + k), k, widths), cube(k))
+    ref, st = check_same(p)
+    assert Engine(p).vertex_sets and not NoVertexSets(p).vertex_sets
+    assert st.vertex_decisions > 0 and st.vertex_lost == 0
+    assert st.lps <= 1 + st.nodes // 50, "the vertex sets should leave almost nothing to the LPs"
+    _, st_lp = check_same(p, cls=NoVertexSets)
+    assert st_lp.vertex_decisions == 0 and st_lp.lps > st.lps
+    check_same(p, budget=7)
+
+
+def test_vertex_sets_only_where_they_apply():
+    rng = np.random.default_rng(3)
+    assert not Engine(Problem(rand_net(rng, 3, [4, 3]), cube_polytope(3))).vertex_sets  # not a box
+    k = K.VREP_MAX_K + 1
+    assert not Engine(Problem(rand_net(rng, k, [4, 3]), cube(k))).vertex_sets
+
+
+@pytest.mark.parametrize("which,d", [("fan", 2), ("fan", 3), ("duplicates", 3)])
+def test_vertex_sets_hand_degenerate_cells_to_the_lps(which, d):
+    """Hyperplanes through a vertex (a fan through one point, duplicated neurons on a facet) make
+    cells non-simple: those subtrees go back to the LPs, and the results stay exact."""
+    rng = np.random.default_rng(8)
+    if which == "fan":  # as in _degenerate_nets, for any d
+        net = Network([rng.normal(size=(8, d)), rng.normal(size=(4, 8)), rng.normal(size=(1, 4))],
+                      [np.zeros(8), rng.normal(size=4) * 0.1, np.zeros(1)])
+    else:
+        net = dict(_degenerate_nets(rng, d=d))[which]
+    p = Problem(net, cube(d))
+    _, st = check_same(p)
+    assert st.vertex_lost > 0 and st.vertex_decisions > 0
+    check_same(p, budget=5)
 
 
 @pytest.mark.parametrize("which", ["random", "duplicates", "fan"])

@@ -22,8 +22,9 @@ ALLOWED = {
     "io": {"model", "engine.work"},
     "parallel": {"model", "engine", "io"},
     "post": {"model", "loaders", "io"},
+    "geometry": {"model", "io", "post.geometry"},
     "api": {"model", "loaders", "engine", "io", "parallel"},
-    "cli": {"model", "loaders", "engine", "io", "parallel", "post", "api"},
+    "cli": {"model", "loaders", "engine", "io", "parallel", "post", "geometry", "api"},
     "base": set(),
 }
 # third-party packages that must stay out of a layer
@@ -32,6 +33,7 @@ FORBIDDEN_EXTERNAL = {
     "loaders": {"mpi4py", "h5py"},
     "engine": {"mpi4py", "h5py"},
     "post": {"mpi4py"},
+    "geometry": {"mpi4py"},
 }
 
 

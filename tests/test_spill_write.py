@@ -51,3 +51,25 @@ def test_spilled_buffer_is_written_whole(tmp_path):
         np.testing.assert_array_equal(f["regions/pattern"][()], pat)
         np.testing.assert_array_equal(f["regions/interior_point"][()], pts)
         np.testing.assert_array_equal(f["regions/affine_rank"][()], rk)
+
+
+def test_spilled_batches_read_without_copies():
+    """A spilled batch is read straight into its array (issue 15: the final write's memory): the
+    memory traced while reading one batch stays near the batch's own size, not two or three
+    copies of it (the bytearray and its bytes copy once read before every batch)."""
+    import tracemalloc
+
+    n, size = 40000, 20000
+    pat, pts, rad, rk = _rows(n, 3, 2, 2)
+    buf = RegionBuffer(2, 3, 2, spill_bytes=1024)
+    buf.extend(pat, pts, rad, rk)
+    assert buf.spilled >= size
+    nbytes = size * buf.dtype().itemsize
+    it = buf.batches(size)
+    tracemalloc.start()
+    first = next(it)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_array_equal(first[2], rad[:size])
+    assert peak < 1.3 * nbytes, (peak, nbytes)
+    buf.close()

@@ -53,5 +53,6 @@ BALL_CAP = _kernel.BALL_CAP
 DROP_MARGIN = _kernel.DROP_MARGIN
 BAND_REL = _kernel.BAND_REL
 DENSE_LP_MAX_K = _kernel.DENSE_LP_MAX_K
+VREP_MAX_K = _kernel.VREP_MAX_K
 EMIT_MAX = _kernel.EMIT_MAX
 STATS = _kernel.STATS

@@ -21,7 +21,7 @@ BATCH = 1 << 16  # regions per batch of :meth:`RegionBuffer.batches` (and per co
 class RegionBuffer:
     """Append-only per-rank region store with bounded memory (spills to ``spill_dir``)."""
 
-    def __init__(self, pattern_bytes, d, L, spill_dir=None, spill_bytes=64 << 20):
+    def __init__(self, pattern_bytes, d, L, spill_dir=None, spill_bytes=16 << 20):
         self.pb, self.d, self.L = int(pattern_bytes), int(d), int(L)
         self.row_bytes = self.pb + 8 * self.d + 8 + 2 * self.L
         self.cap = max(1024, int(spill_bytes) // self.row_bytes)
@@ -127,13 +127,14 @@ class RegionBuffer:
             while left > 0:
                 m = min(size, left)
                 nbytes = m * dt.itemsize
-                data = bytearray()
-                while len(data) < nbytes:
-                    chunk = os.pread(self._spill_fd, nbytes - len(data), pos + len(data))
-                    if not chunk:
+                raw = np.empty(nbytes, np.uint8)  # read straight into the batch: no intermediate copies
+                view, got = memoryview(raw), 0
+                while got < nbytes:
+                    k = os.preadv(self._spill_fd, [view[got:]], pos + got)
+                    if not k:
                         raise OSError(f"{self._spill_where}: the spill file is shorter than written")
-                    data += chunk
-                rec = np.frombuffer(bytes(data), dtype=dt)
+                    got += k
+                rec = raw.view(dt)
                 pos += nbytes
                 left -= m
                 yield rec["pattern"], rec["point"], rec["radius"], rec["rank"]

@@ -15,6 +15,11 @@ import numpy as np
 from ..errors import InputError
 from .results import open_result
 
+#: rows read at a time by :meth:`Result.chunks` (post-processing streams a file in such pieces)
+CHUNK_ROWS = 1 << 17
+#: the region datasets by their short names
+REGION_DATASETS = {"pattern": "regions/pattern", "interior_point": "regions/interior_point",
+                   "radius": "regions/radius", "affine_rank": "regions/affine_rank"}
 
 
 @dataclass
@@ -35,6 +40,9 @@ class Result:
     has_regions: bool = True
     missing: list = field(default_factory=list)
     stats: dict = field(default_factory=dict)  # /stats/<name>: per-rank lists
+    row_start: int = 0  # the rows held are rows row_start .. row_start + n - 1 of the file
+    n_total: int = -1  # rows in the file (-1: n)
+    geometry: dict = field(default_factory=dict)  # the datasets of `mpi-enum graph` held (see read_geometry)
 
     @property
     def N(self):
@@ -52,6 +60,26 @@ class Result:
     def k(self):
         return self.domain.k if self.domain is not None else self.d
 
+    def chunks(self, names=("pattern", "interior_point", "radius", "affine_rank"), chunk=None):
+        """Yield ``(start, {name: rows start .. start + len - 1})`` over the held rows, read from
+        the file ``CHUNK_ROWS`` rows at a time (or from memory when the rows are loaded): bounded
+        memory whatever the file's size.  ``affine_rank`` comes as int64, the rest as stored."""
+        chunk = int(chunk or CHUNK_ROWS)
+        if self.packed is not None:
+            mem = {"pattern": self.packed, "interior_point": self.points, "radius": self.radius,
+                   "affine_rank": self.ranks}
+            for s in range(0, self.n, chunk):
+                yield s, {k: mem[k][s:s + chunk] for k in names}
+            return
+        with open_result(self.path) as f:
+            dsets = {k: f[REGION_DATASETS[k]] for k in names}
+            for s in range(0, self.n, chunk):
+                e = min(self.n, s + chunk)
+                out = {k: np.asarray(ds[self.row_start + s:self.row_start + e]) for k, ds in dsets.items()}
+                if "affine_rank" in out:
+                    out["affine_rank"] = out["affine_rank"].astype(np.int64)
+                yield s, out
+
     def bits(self, rows=None):
         """Patterns as a uint8 0/1 matrix (n, N) (or for ``rows``)."""
         p = self.packed if rows is None else self.packed[rows]
@@ -65,8 +93,16 @@ def _attr(a, name, default=None):
     return v
 
 
-def load_result(path, need_network=False):
-    """Read a result file.  Raises InputError for anything that is not a readable result file."""
+def load_result(path, need_network=False, rows=None, regions=True):
+    """Read a result file.  Raises InputError for anything that is not a readable result file.
+
+    ``rows``: a slice of the region rows to read (default all): the graph's ranks each read
+    their own share.  The datasets of ``mpi-enum graph`` that concern the rows held
+    (``/regions/linear_region``, ``/regions/volume``) and the graph's root attributes are in
+    ``Result.geometry`` when present.
+
+    ``regions=False``: everything but the region rows (``packed``, ``points``, ``radius``,
+    ``ranks`` are None, ``n`` is the number of rows); :meth:`Result.chunks` streams them."""
     from ..model.network import Network
 
     with open_result(path) as f:
@@ -81,19 +117,29 @@ def load_result(path, need_network=False):
             d = int(a["input_dim"])
         except KeyError as exc:
             raise InputError(f"{path}: missing root attribute {exc}") from None
-        packed = np.asarray(f["regions/pattern"][()], dtype=np.uint8)
-        pts = np.asarray(f["regions/interior_point"][()], dtype=np.float64)
-        rad = np.asarray(f["regions/radius"][()], dtype=np.float64)
-        rk = np.asarray(f["regions/affine_rank"][()]).astype(np.int64)
+        n_total = int(f["regions/radius"].shape[0])
+        sel = slice(None) if rows is None else rows
+        row_start = sel.indices(n_total)[0]
+        n = len(range(*sel.indices(n_total)))
+        if regions:
+            packed = np.asarray(f["regions/pattern"][sel], dtype=np.uint8)
+            pts = np.asarray(f["regions/interior_point"][sel], dtype=np.float64)
+            rad = np.asarray(f["regions/radius"][sel], dtype=np.float64)
+            rk = np.asarray(f["regions/affine_rank"][sel]).astype(np.int64)
+            shapes = {"pattern": packed.shape, "interior_point": pts.shape, "affine_rank": rk.shape}
+        else:
+            packed = pts = rad = rk = None
+            shapes = {k: (len(range(*sel.indices(f[REGION_DATASETS[k]].shape[0]))),) + f[REGION_DATASETS[k]].shape[1:]
+                      for k in ("pattern", "interior_point", "affine_rank")}
+        # only `mpi-enum graph` files have these (8 bytes a row), read whole even with regions=False
+        geometry = {name: np.asarray(f[f"regions/{name}"][sel]) for name in ("linear_region", "volume")
+                    if f"regions/{name}" in f}
         lc = np.asarray(f["layers/n_regions"][()], dtype=np.int64)
-        n = len(rad)
         N = sum(widths)
-        if packed.ndim != 2 or packed.shape != (n, (N + 7) // 8):
-            raise InputError(f"{path}: /regions/pattern has shape {packed.shape}, expected ({n}, {(N + 7) // 8})")
-        if pts.shape != (n, d):
-            raise InputError(f"{path}: /regions/interior_point has shape {pts.shape}, expected ({n}, {d})")
-        if rk.shape != (n, len(widths)):
-            raise InputError(f"{path}: /regions/affine_rank has shape {rk.shape}, expected ({n}, {len(widths)})")
+        want = {"pattern": (n, (N + 7) // 8), "interior_point": (n, d), "affine_rank": (n, len(widths))}
+        for k in ("pattern", "interior_point", "affine_rank"):
+            if len(shapes[k]) != 2 or tuple(shapes[k]) != want[k]:
+                raise InputError(f"{path}: /{REGION_DATASETS[k]} has shape {tuple(shapes[k])}, expected {want[k]}")
         net = None
         if "network" in f:
             Ws, bs = [], []
@@ -123,7 +169,8 @@ def load_result(path, need_network=False):
             dom = None
     if dom is None:
         raise InputError(f"{path}: the result file has no /domain group and its domain attribute cannot be rebuilt")
-    return Result(path, attrs, n, d, widths, packed, pts, rad, rk, lc, net, dom, spec, stats=stats)
+    return Result(path, attrs, n, d, widths, packed, pts, rad, rk, lc, net, dom, spec, stats=stats,
+                  row_start=row_start, n_total=n_total, geometry=geometry)
 
 
 def _domain_from_arrays(x0, E, G, h, spec):

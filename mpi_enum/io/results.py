@@ -1,7 +1,9 @@
 """The result file: this module alone owns the HDF5 layout (CONTRACT §3) and documents it.
 
-Layout, ``format = "mpi_enum.regions"``, ``format_version = 1``
+Layout, ``format = "mpi_enum.regions"``, ``format_version = 2``
 ----------------------------------------------------------------
+Version 2 adds the optional geometry datasets below (CONTRACT §4); this module still reads
+version-1 files (the same layout without them), and ``mpi-enum graph`` turns one into version 2.
 Root attributes (contract): ``format``, ``format_version``, ``n_regions``, ``input_dim``,
 ``hidden_widths``, ``complete``, ``n_ranks``, ``wall_seconds``, ``network_sha256``, ``domain``
 (JSON), ``software`` (JSON), ``tol``.  Extensions: ``io_mode`` ("mpio-collective" or
@@ -24,6 +26,24 @@ Extensions (self-description, so post-processing needs no other file)::
                     the domain in its own coordinates y: x = x0 + E y, G y <= h
     /stats/<name>   (n_ranks,) per-rank statistics: nodes, lps, regions, busy_seconds,
                     idle_seconds, steals_attempted, steals_succeeded, items_given, ...
+
+Geometry (``mpi-enum graph``, written by :mod:`mpi_enum.io.graph_file` into a copy that then
+replaces the file)::
+
+    /graph/edges             int64   (E, 2)    pairs (i, j), i < j, of rows sharing a facet, sorted
+    /graph/neuron            int32   (E,)      the hidden neuron (layer-major) carrying that facet
+                                               (a degenerate facet: the lowest of its neurons)
+    /regions/linear_region   int64   (n,)      linear-region id: 0.. in the order of lowest rows
+    /regions/volume          float64 (n,)      k-volume in input units (--vertices)
+    /vertices/points         float64 (V, d)    every region's vertices, input coordinates (--vertices)
+    /vertices/offset         int64   (n + 1,)  region i's vertices: rows offset[i] .. offset[i+1]-1
+    /decision/segments       float64 (S, 2, d) decision-boundary segments (2-D domains), input coords
+    /decision/region         int64   (S,)      the region each segment crosses
+    /decision/classes        int32   (S, 2)    the two predicted classes it separates
+
+with root attributes ``n_edges``, ``n_linear_regions``, ``n_affine_maps`` (distinct
+input-to-output maps), ``decision_boundary_length`` (2-D) and ``graph_*`` (facets, LPs,
+unmatched facets, one-sided edges, degenerate facets, seconds, ranks, seed).
 
 Storage: /domain arrays over BIG_DOMAIN (64 KiB) bytes are chunked and gzip-compressed (a
 d = 784 box's G alone is 9.8 MB raw); with ``compress`` (``--compress``) so are the four /regions
@@ -49,7 +69,6 @@ job within seconds with one line on stderr and no file at the output path (exit 
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import time
@@ -57,15 +76,18 @@ import time
 import numpy as np
 
 from ..errors import OutputError
+from ..phases import NO_PHASES
 from .buffer import BATCH, RegionBuffer
+from .h5small import SmallWriter, overwrite_attr
 from .outfile import install, io_problem, new_temp, reserve, trim, unlink_quietly
 from .provenance import software_versions
+from .write_failure import Agreed, fail, injected, pause_for_tests
 
 __all__ = ["BATCH", "FORMAT", "FORMAT_VERSION", "RegionBuffer", "estimate_bytes", "h5py_has_mpi", "open_result",
            "read_summary", "software_versions", "write_result"]
 
 FORMAT = "mpi_enum.regions"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def h5py_has_mpi():
@@ -158,7 +180,8 @@ def _common(f, meta, total, n_ranks, io_mode, stats_all, layer_counts, dxpl=None
     /domain arrays over BIG_DOMAIN bytes (a d = 784 box's G alone is 9.8 MB) are compressed;
     their data goes in with one collective write (``dxpl``) in which ``lead`` supplies it."""
     net, dom = meta["net"], meta["domain"]
-    a = f.attrs
+    small = SmallWriter(f)
+    a = {}  # the root attributes, written below in one pass
     a["format"] = FORMAT
     a["format_version"] = FORMAT_VERSION
     a["n_regions"] = np.int64(total)
@@ -167,7 +190,7 @@ def _common(f, meta, total, n_ranks, io_mode, stats_all, layer_counts, dxpl=None
     a["complete"] = bool(meta.get("complete", True))
     a["stopped_reason"] = str(meta.get("stopped_reason", ""))
     a["n_ranks"] = np.int64(n_ranks)
-    a["wall_seconds"] = float(meta.get("wall_seconds", 0.0))
+    a["wall_seconds"] = float(meta.get("wall_seconds", 0.0))  # with meta["t0"], _set_wall sets it at the end
     a["network_sha256"] = str(net.sha256)
     a["network_source"] = os.path.basename(str(net.source))
     a["domain"] = dom.to_json()
@@ -180,28 +203,23 @@ def _common(f, meta, total, n_ranks, io_mode, stats_all, layer_counts, dxpl=None
     for key in ("checkpoint_dir", "resume_hint"):  # a partial result: how to continue it
         if meta.get(key):
             a[key] = str(meta[key])
-    f.create_dataset("layers/n_regions", data=np.asarray(layer_counts, dtype=np.int64))
+    for key, value in a.items():
+        small.attr(key, value)
+    small.dataset("layers/n_regions", np.asarray(layer_counts, dtype=np.int64))
     for i, (W, b) in enumerate(zip(net.weights, net.biases)):
-        f.create_dataset(f"network/W{i}", data=W)
-        f.create_dataset(f"network/b{i}", data=b)
-    f.create_dataset("domain/x0", data=dom.x0)
+        small.dataset(f"network/W{i}", W)
+        small.dataset(f"network/b{i}", b)
+    small.dataset("domain/x0", dom.x0)
     for name, arr in (("E", dom.E), ("G", dom.G.reshape(-1, dom.k))):
         arr = np.ascontiguousarray(arr, dtype=np.float64)
         if arr.nbytes <= BIG_DOMAIN:
-            f.create_dataset(f"domain/{name}", data=arr)
+            small.dataset(f"domain/{name}", arr)
         else:
             ds = f.create_dataset(f"domain/{name}", arr.shape, dtype=np.float64, **_packed(arr.shape, np.float64))
             _write_rows(ds, 0, arr if lead else None, dxpl)
-    f.create_dataset("domain/h", data=dom.h)
+    small.dataset("domain/h", dom.h)
     for name in sorted(stats_all):
-        f.create_dataset(f"stats/{name}", data=np.asarray(stats_all[name]))
-
-
-def _test_pause(delay):
-    """Test hook (``--debug-write-delay S``): sleep S seconds in the middle of the write, so
-    that tests can deliver a signal while the file is being written."""
-    if delay:
-        time.sleep(float(delay))
+        small.dataset(f"stats/{name}", np.asarray(stats_all[name]))
 
 
 def estimate_bytes(total, buf, meta, n_stats, n_ranks):
@@ -218,58 +236,20 @@ def estimate_bytes(total, buf, meta, n_stats, n_ranks):
     return int(rows + weights + domain + 8 * n_stats * n_ranks + 2 * text + 8192 * n_dsets + (256 << 10))
 
 
-class _Agreed(Exception):
-    """An error that every rank knows (rank 0 found it and broadcast it): rank 0 reports it."""
-
-    def __init__(self, exc):
-        super().__init__(str(exc))
-        self.exc = exc
-
-
-def _fail(comm, f, tmp, path, exc, note=""):
-    """A write failed on this rank.  Alone (or without MPI): close quietly, remove the temporary
-    file and raise OutputError.  With other ranks, which may be waiting inside a collective HDF5
-    call that can never complete: remove the temporary file, say why in one line and abort the
-    whole job (MPI_Abort) with exit status 4 (a bug: 1)."""
-    from ..errors import EXIT_IO
-
-    agreed = isinstance(exc, _Agreed)
-    exc = exc.exc if agreed else exc
-    io_like = isinstance(exc, (OSError, RuntimeError))
-    msg = (f"{path}: cannot write the result ({io_problem(exc)}); no file was left at {path}"
-           if io_like else f"unexpected error while writing {path}: {exc!r}")
-    msg += note
-    unlink_quietly(tmp)
-    if comm is not None and comm.size > 1:
-        import sys
-        import traceback
-
-        from ..console import say
-
-        if agreed and comm.rank != 0:
-            time.sleep(10)  # rank 0 reports it and aborts the job (this rank with it)
-        elif not io_like:
-            traceback.print_exc()
-        say(f"mpi-enum: rank {comm.rank}: error: {msg}; aborting the job", sys.stderr)
-        comm.Abort(EXIT_IO if io_like else 1)
-    if f is not None:
-        try:
-            f.close()
-        except Exception:
-            pass
-    if not io_like:
-        raise exc
-    raise OutputError(msg) from None
-
-
-def _injected(rank, fail_rank, tmp):
-    """Test hook (``--debug-write-fail RANK``): that rank's write fails as on a full disk."""
-    if fail_rank is not None and rank == fail_rank:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + " (injected by --debug-write-fail)", tmp)
+def _set_wall(f, meta, comm):
+    """With a start time (``meta["t0"]``, a ``perf_counter`` value): the root attribute
+    ``wall_seconds`` = seconds from it until now, the last region row written (the maximum over
+    the ranks of ``comm``, collective; None: this rank's).  The attribute that :func:`_common`
+    created is overwritten in place (same type and size), just before the file is closed."""
+    if "t0" in meta:
+        wall = time.perf_counter() - meta["t0"]
+        if comm is not None and comm.size > 1:
+            wall = comm.allreduce(wall, op=_mpi_max())
+        overwrite_attr(f, "wall_seconds", float(wall))
 
 
 def write_result(path, comm, meta, buf, stats_local, layer_counts_local, *, stats_all=None, write_delay=0.0,
-                 replace=False, write_fail=None, note=""):
+                 replace=False, write_fail=None, note="", t0=None, phases=NO_PHASES):
     """Collectively write the result file (every rank calls this with its own buffer).
 
     ``meta``: dict with ``net``, ``domain``, ``tol``, ``wall_seconds``, ``complete``, ``software``,
@@ -279,29 +259,39 @@ def write_result(path, comm, meta, buf, stats_local, layer_counts_local, *, stat
     per-rank list, already gathered (the same on every rank).  ``replace``: an existing file at
     ``path`` may be replaced (else OutputError; the result is then kept beside it).
     ``write_delay``, ``write_fail``: test hooks.  ``note``: appended to a failure's message.
-    Returns io_mode.
+    ``t0``: the run's start (``perf_counter``); then the attribute ``wall_seconds`` is the time from
+    it until the last region row is written (the maximum over ranks; see :func:`_set_wall`), else
+    ``meta["wall_seconds"]``.  ``phases``: a :class:`~mpi_enum.phases.Phases` that the steps of
+    the write add their seconds to.  Returns io_mode.
 
     Failures: the whole file's space is reserved by rank 0 before HDF5 opens it, so a full disk
     or a quota raises OutputError on every rank together, with nothing left behind.  A failure
     while writing (an I/O error, the space taken by another program meanwhile) ends the job as
-    :func:`_fail` says; it never hangs.
+    :func:`~mpi_enum.io.write_failure.fail` says; it never hangs.
     """
     size = comm.size if comm is not None else 1
     rank = comm.rank if comm is not None else 0
-    counts = comm.allgather(buf.count) if comm is not None else [buf.count]
+    t_start = time.perf_counter()
+    names = sorted(stats_local) if stats_all is None else []
+    # one collective for what every rank needs to know: row counts, batch counts, layer counts, stats
+    mine = (buf.count, buf.n_batches(BATCH), np.asarray(layer_counts_local, dtype=np.int64),
+            [stats_local[n] for n in names])
+    every = comm.allgather(mine) if comm is not None and size > 1 else [mine]
+    counts = [e[0] for e in every]
     total = int(sum(counts))
     offset = int(sum(counts[:rank]))
+    n_calls = max(e[1] for e in every)  # collective writes: the same number of calls on every rank
+    layer_counts = np.sum([e[2] for e in every], axis=0, dtype=np.int64) if size > 1 else mine[2]
     if stats_all is None:
-        names = sorted(stats_local)
-        stats_all = {n: (comm.allgather(stats_local[n]) if comm is not None else [stats_local[n]]) for n in names}
+        stats_all = {n: [e[3][i] for e in every] for i, n in enumerate(names)}
     n_ranks = int(meta.get("n_ranks", size))
-    lc = np.asarray(layer_counts_local, dtype=np.int64)
-    layer_counts = comm.allreduce(lc) if comm is not None else lc
     meta = dict(meta)
     meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    if comm is not None:
-        meta["created"] = comm.bcast(meta["created"], root=0)
+    if t0 is not None:
+        meta["t0"] = float(t0)
     est = estimate_bytes(total, buf, meta, len(stats_all), n_ranks)  # an upper bound, compressed or not
+    phases.add("write: counts and statistics gathered", time.perf_counter() - t_start)
+    t_start = time.perf_counter()
     tmp, err = None, None
     if rank == 0:  # the space for the whole file, before anything is opened collectively
         try:
@@ -312,17 +302,19 @@ def write_result(path, comm, meta, buf, stats_local, layer_counts_local, *, stat
             err = (f"{path}: cannot write the result ({io_problem(exc)}; {est / 2**20:.1f} MiB needed in {folder}); "
                    f"no file was left at {path}{note}")
             unlink_quietly(tmp)
-    if comm is not None:
-        tmp, err = comm.bcast((tmp, err), root=0)
+    if comm is not None and size > 1:  # one collective: the temporary name, any error, the creation time
+        tmp, err, meta["created"] = comm.bcast((tmp, err, meta["created"]), root=0)
     if err is not None:
         raise OutputError(err)
+    phases.add("write: temporary file created, space reserved", time.perf_counter() - t_start)
     use_mpio = comm is not None and h5py_has_mpi()
     io_mode = "mpio-collective" if use_mpio else "serial-ordered"
     args = (meta, total, n_ranks, io_mode, stats_all, layer_counts)
     if use_mpio:
-        _write_mpio(tmp, path, comm, args, buf, offset, est, write_delay, write_fail, note)
+        _write_mpio(tmp, path, comm, args, buf, offset, est, write_delay, write_fail, note, phases, n_calls)
     else:
         _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fail, note)
+    t_start = time.perf_counter()
     err = None
     if rank == 0:
         try:
@@ -335,6 +327,7 @@ def write_result(path, comm, meta, buf, stats_local, layer_counts_local, *, stat
             unlink_quietly(tmp)
     if comm is not None and size > 1:
         err = comm.bcast(err, root=0)
+    phases.add("write: renamed into place", time.perf_counter() - t_start)
     if err is not None:
         raise OutputError(err)
     return io_mode
@@ -342,7 +335,7 @@ def write_result(path, comm, meta, buf, stats_local, layer_counts_local, *, stat
 
 def _hold_space(comm, tmp, est):
     """Reserve the file's space again once HDF5 has opened (and truncated) it; every rank learns
-    the verdict (rank 0 alone makes it).  Raises _Agreed."""
+    the verdict (rank 0 alone makes it).  Raises Agreed."""
     err = None
     if comm is None or comm.rank == 0:
         try:
@@ -352,28 +345,36 @@ def _hold_space(comm, tmp, est):
     if comm is not None and comm.size > 1:
         err = comm.bcast(err, root=0)
     if err is not None:
-        raise _Agreed(err)
+        raise Agreed(err)
 
 
-def _write_mpio(tmp, path, comm, args, buf, offset, est, write_delay, write_fail, note):
+def _write_mpio(tmp, path, comm, args, buf, offset, est, write_delay, write_fail, note, phases=NO_PHASES,
+                n_calls=None):
     import h5py
 
     f = None
     try:
-        f = h5py.File(tmp, "w", driver="mpio", comm=comm)
-        dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
-        dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
-        _common(f, *args, dxpl=dxpl, lead=comm.rank == 0)
-        _test_pause(write_delay)
-        dsets = _create_regions(f, args[1], buf, compress=bool(args[0].get("compress")))
-        _hold_space(comm, tmp, est)
-        n_calls = comm.allreduce(buf.n_batches(BATCH), op=_mpi_max())
-        _write_batches(dsets, offset, buf, dxpl, n_calls, lambda: _injected(comm.rank, write_fail, tmp))
-        f.close()
-        f = None
-        comm.Barrier()
+        with phases("write: file opened (MPI-IO)"):
+            f = h5py.File(tmp, "w", driver="mpio", comm=comm)
+            dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
+            dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
+        with phases("write: attributes, network, domain, statistics"):
+            _common(f, *args, dxpl=dxpl, lead=comm.rank == 0)
+        pause_for_tests(write_delay)
+        with phases("write: region rows"):
+            dsets = _create_regions(f, args[1], buf, compress=bool(args[0].get("compress")))
+            _hold_space(comm, tmp, est)
+            if n_calls is None:
+                n_calls = comm.allreduce(buf.n_batches(BATCH), op=_mpi_max())
+            _write_batches(dsets, offset, buf, dxpl, n_calls, lambda: injected(comm.rank, write_fail, tmp))
+            _set_wall(f, args[0], comm)
+        with phases("write: file closed"):
+            f.close()
+            f = None
+            if comm.size > 1:
+                comm.Barrier()
     except BaseException as exc:
-        _fail(comm, f, tmp, path, exc, note)
+        fail(comm, f, tmp, path, exc, note)
 
 
 def _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fail, note):
@@ -388,9 +389,11 @@ def _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fa
             f = h5py.File(tmp, "w")
             reserve(tmp, est)
             _common(f, *args)
-            _test_pause(write_delay)
+            pause_for_tests(write_delay)
             _write_batches(_create_regions(f, args[1], buf, compress=bool(args[0].get("compress"))), offset, buf,
-                           after_first=lambda: _injected(rank, write_fail, tmp))
+                           after_first=lambda: injected(rank, write_fail, tmp))
+            if size == 1:
+                _set_wall(f, args[0], None)
             f.close()
             f = None
         for r in range(1, size):
@@ -398,16 +401,18 @@ def _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fa
             if rank == r:
                 f = h5py.File(tmp, "r+")
                 _write_batches([f["regions"][name] for name in REGION_DATASETS], offset, buf,
-                               after_first=lambda: _injected(rank, write_fail, tmp))
+                               after_first=lambda: injected(rank, write_fail, tmp))
+                if r == size - 1:  # the last writer: its own time (the others wait for it)
+                    _set_wall(f, args[0], None)
                 f.close()
                 f = None
         if comm is not None:
             comm.Barrier()
     except BaseException as exc:
-        _fail(comm, f, tmp, path, exc, note)
+        fail(comm, f, tmp, path, exc, note)
 
 
-SUPPORTED_VERSIONS = (FORMAT_VERSION,)
+SUPPORTED_VERSIONS = (1, FORMAT_VERSION)  # version 1: the same layout without the geometry datasets
 
 
 def _text(v):

@@ -4,7 +4,10 @@ Every loader returns a validated :class:`mpi_enum.model.network.Network` or rais
 :class:`~mpi_enum.errors.InputError` with a one-line message naming the file.
 
 * :mod:`.npz` (``W0, b0, ...``), :mod:`.nnet` (ACAS Xu), :mod:`.onnx` (needs ``onnx``),
-  :mod:`.pytorch` (``.pt``/``.pth``, needs ``torch``);
+  :mod:`.pytorch` (``.pt``/``.pth``, needs ``torch``), :mod:`.torch_trace` (a ``torch.nn.Module``
+  traced into dense layers);
+* a loader's remarks for the user (a dropped trailing Softmax) are in ``net.meta["notes"]``: the
+  command line prints them on stderr (rank 0);
 * :mod:`.domain_options`: the domain from the command-line (or API) options and their files;
 * :func:`as_network`: a path, a :class:`~mpi_enum.model.network.Network` or a ``torch.nn.Module``
   (the Python API's ``network`` argument) as a validated Network.
@@ -53,7 +56,7 @@ def _is_torch_module(obj) -> bool:
 def as_network(obj) -> Network:
     """A validated :class:`Network` from a path (any format of :func:`load_network`), a
     :class:`Network` (copied; its ``sha256`` defaults to :func:`weights_sha256`) or a
-    ``torch.nn.Module`` (a ``Sequential`` of the layers the ``.pt`` loader reads)."""
+    ``torch.nn.Module`` (of the layers the ``.pt`` loader reads; the module is not changed)."""
     if isinstance(obj, (str, os.PathLike)):
         return load_network(os.fspath(obj))
     if isinstance(obj, Network):

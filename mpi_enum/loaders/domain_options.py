@@ -12,6 +12,7 @@ option          command line                          Python (``mpi_enum.enumera
 ``plane``       ``POINTS.npy`` (3, d)                 ``points`` (3, d)
 ``line``        ``POINTS.npy`` (2, d)                 ``points`` (2, d)
 ``unbounded``   flag                                  ``True``
+``input_box``   ``("LO", "HI")`` (``--input-box``)    ``(lo, hi)``: the network's default box
 ==============  ====================================  ==========================================
 
 A path (``str`` or ``os.PathLike``) is read with :func:`numpy.load`; anything else is taken as
@@ -139,8 +140,41 @@ def _ball(value, net):
     return box_domain(lo, hi, {"kind": "ball", "center": c.tolist(), "radius": r})
 
 
-def make_domain(net, box=None, polytope=None, ball=None, plane=None, line=None, unbounded=False):
-    """Build the domain from the options (at most one may be given; none: the network's box)."""
+def check_input_box(value, d, opt="--input-box"):
+    """``--input-box LO HI`` (scalars or comma lists of length d, or arrays): the checked (lo, hi),
+    finite with lo < hi in every coordinate.  InputError naming the option otherwise."""
+    lo, hi = _pair(value, opt, "LO, HI")
+    lo, hi = _vec(lo, d, f"{opt} LO"), _vec(hi, d, f"{opt} HI")
+    bad = np.flatnonzero(lo >= hi)
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(f"{opt}: LO >= HI in coordinate {i} ({lo[i]:g} >= {hi[i]:g}); the box needs LO < HI")
+    return lo, hi
+
+
+def set_input_box(net, value):
+    """The network with ``--input-box`` as its default box (what ``--ball`` is cut to, and the domain
+    when none is given); ``net`` itself is changed (the loaders' fresh copy) and returned."""
+    if value is not None:
+        net.input_lo, net.input_hi = check_input_box(value, net.input_dim)
+        net.meta["input_box"] = True
+    return net
+
+
+def make_domain(net, box=None, polytope=None, ball=None, plane=None, line=None, unbounded=False, input_box=None):
+    """Build the domain from the options (at most one may be given; none: the network's box).
+
+    ``input_box`` (``--input-box LO HI``) replaces the network's default box first (see
+    :func:`set_input_box`); it is then recorded in the domain's description (``spec["input_box"]``,
+    the result file's ``domain`` attribute)."""
+    set_input_box(net, input_box)
+    dom = _make_domain(net, box, polytope, ball, plane, line, unbounded)
+    if input_box is not None:
+        dom.spec["input_box"] = {"lo": net.input_lo.tolist(), "hi": net.input_hi.tolist()}
+    return dom
+
+
+def _make_domain(net, box, polytope, ball, plane, line, unbounded):
     d = net.input_dim
     given = [n for n, v in (("--box", box), ("--polytope", polytope), ("--ball", ball), ("--plane", plane),
                             ("--line", line), ("--unbounded", unbounded or None)) if v is not None]
@@ -164,4 +198,6 @@ def make_domain(net, box=None, polytope=None, ball=None, plane=None, line=None, 
     if unbounded:
         return unbounded_domain(d)
     lo, hi = net.default_box()
-    return box_domain(lo, hi, {"kind": "box", "source": "network default" if net.input_lo is not None else "[-1, 1]^d"})
+    source = ("--input-box" if net.meta.get("input_box") else
+              "network default" if net.input_lo is not None else "[-1, 1]^d")
+    return box_domain(lo, hi, {"kind": "box", "source": source})

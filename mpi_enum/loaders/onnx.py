@@ -11,7 +11,10 @@ dimension must be known.  Operators on the data path:
   ``GlobalAveragePool``, ``Pad`` (constant 0);
 * shape only: ``Flatten``, ``Reshape``, ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Identity``,
   ``Dropout``, ``Cast`` to float;
-* ``Relu``: ends a layer (its neurons are the flattened tensor's entries).
+* ``Relu``: ends a layer (its neurons are the flattened tensor's entries); so does ``Clip`` with
+  min = 0 and no max (a Clip with a finite max is refused: it has a second kink);
+* ``Softmax``, ``LogSoftmax``, ``ArgMax`` at the end of the graph: dropped, with a note in the
+  network's ``meta["notes"]`` (they do not change the regions); anywhere else an InputError.
 
 Nodes whose inputs are all constants (``Constant``, ``Shape`` of the data, ``Gather``,
 ``Concat`` of shape pieces, ...) are evaluated once with ``onnx.reference``.  Any other
@@ -26,6 +29,7 @@ from ..errors import InputError
 from ._builder import Builder as _Builder
 
 
+_DROP_OPS = {"Softmax", "LogSoftmax", "ArgMax"}  # trailing only: they do not change the regions
 _SHAPE_OPS = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast"}
 _AFFINE_OPS = {"Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Conv", "BatchNormalization",
                "AveragePool", "GlobalAveragePool", "Pad"}
@@ -98,6 +102,7 @@ def load_onnx(path):
     vals = {inp.name: _Val(np.eye(d), np.zeros(d), dims, 0)}
     builder = _Builder(path)
     relu_of_stage = {}
+    dropped = {}  # tensor name -> the trailing Softmax/LogSoftmax/ArgMax it comes from
     opsets = {o.domain: o.version for o in model.opset_import}
     opset = opsets.get("", opsets.get("ai.onnx", 13))
 
@@ -124,6 +129,21 @@ def load_onnx(path):
             end = _attr(node, "end", None)
             consts[node.output[0]] = shp[start:end]
             continue
+        late = [t for t in tracked if t in dropped]
+        if late:
+            if op in _DROP_OPS or op in _SHAPE_OPS:
+                dropped[node.output[0]] = dropped[late[0]]
+                vals[node.output[0]] = vals[late[0]]
+                continue
+            raise InputError(f"{path}: node {name!r} ({op}) comes after a {dropped[late[0]]}: a {dropped[late[0]]} is "
+                             "accepted only at the end of the graph (where it does not change the activation regions)")
+        if op in _DROP_OPS:
+            dropped[node.output[0]] = op
+            vals[node.output[0]] = vals[ins[0]]
+            continue
+        if op == "Clip":
+            _check_clip(node, ins, consts, opset, path, name)
+            op = "Relu"
         if op == "Relu":
             v = vals[ins[0]]
             if v.after_relu:
@@ -140,8 +160,8 @@ def load_onnx(path):
         if op not in _SHAPE_OPS and op not in _AFFINE_OPS:
             raise InputError(f"{path}: unsupported ONNX operator {op!r} (node {name!r}); supported on the data path: "
                              "Gemm, MatMul, Add, Sub, Mul, Div, Neg, Conv, BatchNormalization, AveragePool, "
-                             "GlobalAveragePool, Pad, Relu, Flatten, Reshape, Transpose, Squeeze, Unsqueeze, "
-                             "Identity, Dropout")
+                             "GlobalAveragePool, Pad, Relu, Clip(min=0), Flatten, Reshape, Transpose, Squeeze, "
+                             "Unsqueeze, Identity, Dropout; a trailing Softmax, LogSoftmax or ArgMax")
         if len(tracked) > 1:
             stages = {vals[t].stage for t in tracked}
             if op not in ("Add", "Sub") or len(tracked) != 2:
@@ -169,7 +189,33 @@ def load_onnx(path):
     meta = {"format": "onnx", "opset": opset}
     if v.after_relu:
         meta["output_relu"] = True  # the output layer is the identity after the last ReLU
+    if oname in dropped:
+        meta["notes"] = [f"dropped trailing {dropped[oname]}: it does not change the activation regions"]
     return builder.finish(v.A, v.c, meta)
+
+
+def _check_clip(node, ins, consts, opset, path, name):
+    """A Clip with min = 0 and no max (or max = +inf) is ReLU; any other Clip is refused."""
+    if opset >= 11:
+        bounds = []
+        for x in (list(ins) + ["", ""])[1:3]:
+            if x and x not in consts:
+                raise InputError(f"{path}: node {name!r} (Clip): its bounds must be constants")
+            bounds.append(np.asarray(consts[x], np.float64) if x else None)
+        lo, hi = bounds
+    else:
+        lo, hi = _attr(node, "min", None), _attr(node, "max", None)
+        lo = None if lo is None or lo <= -3.4e38 else np.asarray(lo, np.float64)
+        hi = None if hi is None or hi >= 3.4e38 else np.asarray(hi, np.float64)
+    if hi is not None and np.all(np.isinf(hi)) and np.all(hi > 0):
+        hi = None
+    if hi is not None:
+        raise InputError(f"{path}: node {name!r} (Clip) with max = {float(np.max(hi)):g} is not a ReLU: it has a "
+                         "second kink at the max (a ReLU6-like clamp), which the enumeration engine does not "
+                         "handle yet")
+    if lo is None or not np.all(lo == 0):
+        raise InputError(f"{path}: node {name!r} (Clip) with min = {'-inf' if lo is None else f'{float(np.max(lo)):g}'}"
+                         " is not a ReLU: only Clip(min = 0, no max) is read (as ReLU)")
 
 
 def _attr(node, name, default=None):

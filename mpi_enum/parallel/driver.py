@@ -23,7 +23,8 @@ from collections import deque
 from ..engine import Engine, WorkItem
 from ..io.checkpoint import Checkpoint
 from ..io.buffer import RegionBuffer
-from ..options import DEFAULT_SPILL_BYTES
+from ..options import CHECKPOINT_DEFER_SECONDS, DEFAULT_SPILL_BYTES
+from ..phases import NO_PHASES
 from .rma import TOTAL_CREDIT, RmaWork, SerialWork
 
 
@@ -78,7 +79,8 @@ def split_credit(item, children) -> int:
 
 def run_dynamic(comm, problem, split_factor=16, progress=None, spill_dir=None, spill_bytes=None, skew=False, budget=None,
                 budget_max=1 << 16, poll_every=None, low=4, max_steal=8, delay=0.0, fail=None, seed=0, log=None,
-                stop=None, on_done=None, checkpoint_dir=None, resume=False, stopper=None):
+                stop=None, on_done=None, checkpoint_dir=None, resume=False, stopper=None, phases=NO_PHASES,
+                checkpoint_defer=None, checkpoint_ephemeral=False):
     """Static partition + budgeted depth-first search + RMA work stealing.  Returns a result dict.
 
     ``budget``: initial node budget per explore call (adaptive: doubled while nobody takes the
@@ -95,40 +97,51 @@ def run_dynamic(comm, problem, split_factor=16, progress=None, spill_dir=None, s
     ``stop()`` is asked after every item; when it returns true every rank stops after its
     current item (``complete`` is then False and the open items are the frontier).
 
-    ``comm`` None: this process alone (no MPI at all).
+    ``checkpoint_defer``, ``checkpoint_ephemeral``: a deferred checkpoint (see
+    :mod:`mpi_enum.io.checkpoint.session`; None: every commit is written at once).
+
+    ``comm`` None: this process alone (no MPI at all).  ``phases``: a
+    :class:`~mpi_enum.phases.Phases` that the driver's steps add their seconds to.
     """
     t0 = time.perf_counter()
-    eng = Engine(problem)
-    if spill_bytes is None:  # memory held per rank before regions spill to --spill-dir
-        spill_bytes = DEFAULT_SPILL_BYTES
-    buf = RegionBuffer(problem.pattern_bytes, problem.domain.d, problem.L, spill_dir, spill_bytes)
+    with phases("engine and region buffer"):
+        eng = Engine(problem)
+        if spill_bytes is None:  # memory held per rank before regions spill to --spill-dir
+            spill_bytes = DEFAULT_SPILL_BYTES
+        buf = RegionBuffer(problem.pattern_bytes, problem.domain.d, problem.L, spill_dir, spill_bytes)
     try:
         return _run(comm, problem, eng, buf, t0, split_factor, progress, skew, budget, budget_max, poll_every, low,
-                    max_steal, delay, fail, seed, log, stop, on_done, checkpoint_dir, resume, stopper)
+                    max_steal, delay, fail, seed, log, stop, on_done, checkpoint_dir, resume, stopper, phases,
+                    checkpoint_defer, checkpoint_ephemeral)
     except BaseException:
         buf.close()  # its scratch file goes on every exit path
         raise
 
 
 def _run(comm, problem, eng, buf, t0, split_factor, progress, skew, budget, budget_max, poll_every, low, max_steal,
-         delay, fail, seed, log, stop, on_done, checkpoint_dir, resume, stopper):
+         delay, fail, seed, log, stop, on_done, checkpoint_dir, resume, stopper, phases, checkpoint_defer,
+         checkpoint_ephemeral):
     rank, size = (comm.rank, comm.size) if comm is not None else (0, 1)
-    # collective; raises InputError on every rank together when the checkpoint is unusable
-    ck = Checkpoint.setup(comm, problem, checkpoint_dir, eng, resume=resume)
-    n_old = ck.feed_old_regions(buf)  # this rank's share of the checkpoint's regions
+    with phases("checkpoint setup"):
+        # collective; raises InputError on every rank together when the checkpoint is unusable
+        ck = Checkpoint.setup(comm, problem, checkpoint_dir, eng, resume=resume, defer=checkpoint_defer,
+                              ephemeral=checkpoint_ephemeral)
+        n_old = ck.feed_old_regions(buf)  # this rank's share of the checkpoint's regions
     emit = ck.recorder(buf)
     if poll_every is None:  # the engine's hint: ~0.5 ms between MPI polls in low dimension, and far
         poll_every = eng.poll_every_hint  # fewer nodes above k = 32, where one node costs milliseconds
     if stopper is not None and stop is None:
         stop = stopper.should_stop
     lc0 = eng.stats.layer_counts.copy()
+    t_top = time.perf_counter()
     items, top_regions = top_partition(eng, size, split_factor, roots=ck.roots)
     if rank == 0:
         for reg in top_regions:
             emit(*reg)
         if ck.roots:
             ck.done(ck.roots, items, emit, eng.stats.layer_counts - lc0)
-    else:
+    phases.add("static partition", time.perf_counter() - t_top)
+    if rank != 0:
         eng.stats.layer_counts[:] = 0
         eng.stats.regions = 0
     top_nodes, top_lps = eng.stats.nodes, eng.stats.lps
@@ -139,6 +152,7 @@ def _run(comm, problem, eng, buf, t0, split_factor, progress, skew, budget, budg
     else:
         mine = [it for i, it in enumerate(items) if i % size == rank]
     rec_words = WorkItem.record_size(problem.k, problem.N)
+    t_queues = time.perf_counter()
     if size == 1:
         work = SerialWork(reversed(mine), low=low, progress=progress, count=lambda: buf.count - n_old, log=log,
                           **progress_kw)
@@ -147,6 +161,7 @@ def _run(comm, problem, eng, buf, t0, split_factor, progress, skew, budget, budg
         work = RmaWork(comm, rec_words, problem.k, list(reversed(mine)), len(items), regions0=len(top_regions),
                        low=low, max_steal=max_steal, progress=progress, seed=seed, log=log, **progress_kw)
         local = list(work.leftover)
+    phases.add("work queues (RMA windows)", time.perf_counter() - t_queues)
     if budget is None:
         # a lone rank also works in budgeted items, so that a checkpoint commits often and a stop
         # request (signal, time limit) is honoured within about a second
@@ -159,14 +174,21 @@ def _run(comm, problem, eng, buf, t0, split_factor, progress, skew, budget, budg
             eng, work, local, emit, ck, buf, B=budget, b_min=b_min, budget_max=budget_max, poll=poll,
             poll_every=poll_every, low=low, delay=delay, fail=fail, top_nodes=top_nodes,
             on_done=on_done, stop=stop, stopper=stopper)
-    finally:
-        ck.close()  # fsync the journal on every exit path
+    except BaseException:
+        ck.close()  # what this rank committed is written and fsynced on every exit path
+        raise
+    t_end = time.perf_counter()
+    phases.add("search", t_end - t_start)
     work.close()
     my_reason = (stopper.reason if stopper is not None else "") if stopped else ""
     if size > 1:
-        reasons = comm.allgather(my_reason)
-        stopped = any(reasons) or bool(comm.allreduce(int(stopped)))
-        my_reason = next((r for r in reasons if r), my_reason)
+        reasons = comm.allgather((my_reason, bool(stopped)))  # one collective: any stop stops all
+        stopped = any(s for _, s in reasons) or any(r for r, _ in reasons)
+        my_reason = next((r for r, _ in reasons if r), my_reason)
+    phases.add("work queues closed, stop agreed", time.perf_counter() - t_end)
+    t_end = time.perf_counter()
+    ck.close(complete=not stopped)  # after the agreement: a stopped run's journals are all written
+    phases.add("checkpoint close", time.perf_counter() - t_end)
     wall = time.perf_counter() - t_start
     st = eng.stats.as_dict()
     ws = work.stats
@@ -180,7 +202,8 @@ def _run(comm, problem, eng, buf, t0, split_factor, progress, skew, budget, budg
     reason = (my_reason or "stopped") if stopped else ""
     return {"buffer": buf, "stats": stats, "layer_counts": eng.stats.layer_counts + ck.base_layer_counts(),
             "complete": not stopped, "stopped_reason": reason, "wall_start": t0,
-            "open_items_local": local, "checkpointed": ck.enabled, "old_regions": ck.old_regions}
+            "open_items_local": local, "checkpointed": ck.enabled, "journal_written": ck.written,
+            "old_regions": ck.old_regions}
 
 
 def _owner_loop(eng, work, local, emit, ck, buf, *, B, b_min, budget_max, poll, poll_every, low, delay,
@@ -235,10 +258,15 @@ def _owner_loop(eng, work, local, emit, ck, buf, *, B, b_min, budget_max, poll, 
     return work.stopped, busy, n_items
 
 
-def run_parallel(comm, problem, options, stopper=None):
+def run_parallel(comm, problem, options, stopper=None, phases=NO_PHASES, ephemeral_checkpoint=False):
     """Entry point of the CLI and the Python API: :func:`run_dynamic` configured by ``options``
-    (a :class:`mpi_enum.options.RunOptions`).  ``comm`` None: this process alone."""
+    (a :class:`mpi_enum.options.RunOptions`).  ``comm`` None: this process alone.  The checkpoint
+    is deferred by :data:`~mpi_enum.options.CHECKPOINT_DEFER_SECONDS`; ``ephemeral_checkpoint``:
+    it is the default one, removed once the result is written (see
+    :mod:`mpi_enum.io.checkpoint.session`)."""
     o = options
     return run_dynamic(comm, problem, split_factor=o.split_factor, progress=o.progress, spill_dir=o.spill_dir,
                        spill_bytes=o.spill_limit, skew=o.skew, budget=o.budget, delay=o.node_delay,
-                       fail=o.fail_after, checkpoint_dir=o.checkpoint_dir, resume=o.resume, stopper=stopper)
+                       fail=o.fail_after, checkpoint_dir=o.checkpoint_dir, resume=o.resume, stopper=stopper,
+                       phases=phases, checkpoint_defer=CHECKPOINT_DEFER_SECONDS,
+                       checkpoint_ephemeral=ephemeral_checkpoint)

@@ -25,7 +25,10 @@ tree of parents, derive from ``/regions/pattern`` alone.  For every layer ``l`` 
   pull-backs of ``n_{l+1}`` hyperplanes of an r-dimensional space).
 
 A first row "layer 0" treats the whole domain as the parent of the layer-1 regions (rank k, the
-domain's dimension).  With ``-o DIR`` it writes ``layers.csv``, ``rank_distribution.csv``,
+domain's dimension).  When ``mpi-enum graph`` has run on the file, a section "region graph"
+reports its edges, linear regions (regions with one affine map joined through facets), distinct
+affine maps, the decision boundary's length (2-D) and the volumes (``--vertices``).  With
+``-o DIR`` it writes ``layers.csv``, ``rank_distribution.csv``,
 ``rank_children.csv`` and the figures ``regions_per_layer.png``, ``rank_distribution.png``,
 ``children_vs_rank.png``.
 """
@@ -38,8 +41,10 @@ import os
 import numpy as np
 
 from ..errors import InputError
+from ..io.graph_file import read_geometry
 from ..io.reader import load_result
-from .geometry import arrangement_bound, prefix_groups
+from .buckets import buckets, packed_prefix_groups
+from .geometry import arrangement_bound, prefix_groups  # noqa: F401 (prefix_groups: part of this module's API)
 
 
 
@@ -51,24 +56,50 @@ def _quantiles(v):
 
 
 def analyze_result(res):
-    """Everything ``analyze`` prints and writes, as plain Python data."""
-    bits = res.bits()
+    """Everything ``analyze`` prints and writes, as plain Python data.
+
+    Streams the rows (``res`` may be loaded with ``regions=False``) one first-layer bucket at a
+    time (:mod:`mpi_enum.post.buckets`): memory is bounded whatever the number of regions."""
     off = res.offsets
     L = res.L
     k = res.k
-    groups = []
-    counts = []
-    for l in range(L):
-        g, ng = prefix_groups(bits, int(off[l + 1]))
-        groups.append(g)
-        counts.append(ng)
+    counts = [0] * L
+    rank_count = [dict() for _ in range(L)]  # layer -> rank -> regions of that layer
+    children = [dict() for _ in range(L)]  # layer -> rank -> list of children-count arrays
+    inconsistent = 0
+    for _, _, bk in buckets(res, ("pattern", "affine_rank")):
+        if len(bk["pattern"]) == 0:
+            continue
+        groups = []
+        for l in range(L):
+            g, ng = packed_prefix_groups(bk["pattern"], int(off[l + 1]))
+            groups.append((g, ng))
+            counts[l] += ng
+        for l in range(L):
+            g, ng = groups[l]
+            # rank of each layer-l region (identical over its members; count disagreements)
+            rk = bk["affine_rank"][:, l]
+            rmin = np.full(ng, np.iinfo(np.int64).max)
+            rmax = np.full(ng, np.iinfo(np.int64).min)
+            np.minimum.at(rmin, g, rk)
+            np.maximum.at(rmax, g, rk)
+            inconsistent += int(np.sum(rmin != rmax))
+            prank = rmax
+            vals, cnt = np.unique(prank, return_counts=True)
+            for v, c in zip(vals, cnt):
+                rank_count[l][int(v)] = rank_count[l].get(int(v), 0) + int(c)
+            if l + 1 < L:
+                gc = groups[l + 1][0]
+                pairs = np.unique(np.stack([g, gc], axis=1), axis=0)
+                ch = np.bincount(pairs[:, 0], minlength=ng).astype(np.int32)
+                for v in vals:
+                    children[l].setdefault(int(v), []).append(ch[prank == v])
     layers = []
     for l in range(L):
         layers.append({"layer": l + 1, "width": int(res.widths[l]), "n_regions": int(counts[l]),
                        "n_regions_recorded": int(res.layer_counts[l]) if l < len(res.layer_counts) else -1})
     rank_dist = []
     rank_children = []
-    inconsistent = 0
     # layer 0: the whole domain is the parent of the layer-1 regions
     if res.n:
         rank_children.append({"layer": 0, "rank": int(k), "n_parents": 1,
@@ -78,26 +109,15 @@ def analyze_result(res):
                               "bound": arrangement_bound(res.widths[0], k),
                               "next_width": int(res.widths[0])})
     for l in range(L):
-        g, ng = groups[l], counts[l]
         if res.n == 0:
             continue
-        # rank of each layer-l region (identical over its members; count disagreements)
-        rk = res.ranks[:, l]
-        rmin = np.full(ng, np.iinfo(np.int64).max)
-        rmax = np.full(ng, np.iinfo(np.int64).min)
-        np.minimum.at(rmin, g, rk)
-        np.maximum.at(rmax, g, rk)
-        inconsistent += int(np.sum(rmin != rmax))
-        prank = rmax
-        vals, cnt = np.unique(prank, return_counts=True)
-        for v, c in zip(vals, cnt):
+        ng = counts[l]
+        for v in sorted(rank_count[l]):
+            c = rank_count[l][v]
             rank_dist.append({"layer": l + 1, "rank": int(v), "n_regions": int(c), "fraction": float(c / ng)})
         if l + 1 < L:
-            gc = groups[l + 1]
-            pairs = np.unique(np.stack([g, gc], axis=1), axis=0)
-            children = np.bincount(pairs[:, 0], minlength=ng)
-            for v in vals:
-                ch = children[prank == v]
+            for v in sorted(children[l]):
+                ch = np.concatenate(children[l][v]).astype(np.int64)
                 q = _quantiles(ch)
                 rank_children.append({"layer": l + 1, "rank": int(v), "n_parents": int(len(ch)),
                                       "children_mean": float(ch.mean()), "children_min": q[0],
@@ -107,7 +127,47 @@ def analyze_result(res):
     return {"path": res.path, "n_regions": res.n, "input_dim": res.d, "reduced_dim": int(k),
             "hidden_widths": list(res.widths), "complete": bool(res.attrs.get("complete", True)),
             "layers": layers, "rank_distribution": rank_dist, "rank_children": rank_children,
-            "rank_inconsistent_groups": inconsistent}
+            "rank_inconsistent_groups": inconsistent, "graph": _graph_report(res)}
+
+
+def _graph_report(res):
+    """The region graph's numbers (None when ``mpi-enum graph`` has not run on the file)."""
+    g = read_geometry(res.path)
+    if not g:
+        return None
+    out = {key: (int(v) if isinstance(v, (int, np.integer)) else float(v)) for key, v in g.items()
+           if np.ndim(v) == 0 and not isinstance(v, (str, bytes))}
+    if "linear_region" in g and len(g["linear_region"]):
+        sizes = np.bincount(g["linear_region"])
+        out["regions_per_linear_region_max"] = int(sizes.max())
+        out["regions_per_linear_region_mean"] = float(sizes.mean())
+    if len(g["edges"]):
+        deg = np.bincount(g["edges"].ravel(), minlength=res.n)
+        out["neighbours_mean"], out["neighbours_max"] = float(deg.mean()), int(deg.max())
+    vol = res.geometry.get("volume")
+    if vol is not None and len(vol):
+        out["volume_total"], out["volume_min"], out["volume_max"] = (float(np.nansum(vol)), float(np.nanmin(vol)),
+                                                                     float(np.nanmax(vol)))
+    return out
+
+
+def _format_graph(g):
+    if g is None:
+        return ["", "region graph: none in this file (mpi-enum graph OUT.h5 adds it)"]
+    lines = ["", "region graph (mpi-enum graph)",
+             f"  {g.get('n_edges', 0)} edges (neighbours per region: mean {g.get('neighbours_mean', 0):.2f}, "
+             f"max {g.get('neighbours_max', 0)}), {g.get('graph_facets', 0)} facets",
+             f"  {g.get('n_linear_regions', 0)} linear regions (regions each: mean "
+             f"{g.get('regions_per_linear_region_mean', 0):.3f}, max {g.get('regions_per_linear_region_max', 0)}), "
+             f"{g.get('n_affine_maps', 0)} distinct affine maps",
+             f"  unmatched facets {g.get('graph_unmatched', 0)}, one-sided edges {g.get('graph_one_sided', 0)}, "
+             f"degenerate facets {g.get('graph_degenerate', 0)}"]
+    if "decision_boundary_length" in g:
+        lines.append(f"  decision boundary length {g['decision_boundary_length']:.6g}")
+    if "volume_total" in g:
+        lines.append(f"  volumes: total {g['volume_total']:.10g}, smallest {g['volume_min']:.3g}, "
+                     f"largest {g['volume_max']:.3g}")
+    return lines
 
 
 def format_report(rep):
@@ -134,6 +194,7 @@ def format_report(rep):
         lines.append(f"  {r['layer']:>5} {r['rank']:>5} {r['n_parents']:>8} {r['children_mean']:>9.3f} "
                      f"{r['children_min']:>6.0f} {r['children_q25']:>7.1f} {r['children_median']:>7.1f} "
                      f"{r['children_q75']:>7.1f} {r['children_max']:>6.0f} {r['bound']:>10}")
+    lines += _format_graph(rep.get("graph"))
     if rep["rank_inconsistent_groups"]:
         lines.append("")
         lines.append(f"warning: {rep['rank_inconsistent_groups']} layer regions have members with different "
@@ -248,7 +309,7 @@ def _output_arg(args):
 
 
 def main(args) -> int:
-    res = load_result(args.out_h5)
+    res = load_result(args.out_h5, regions=False)
     rep = analyze_result(res)
     print(format_report(rep))
     outdir = _output_arg(args)

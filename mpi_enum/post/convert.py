@@ -4,20 +4,24 @@ MODEL may be ``.onnx``, ``.pt``/``.pth`` (needs torch), ``.nnet`` or ``.npz``.  
 ``W0, b0, ..., WL, bL`` (W of shape (out, in), CONTRACT §1) exactly as ``mpi-enum run`` would
 enumerate the model (ONNX/PyTorch affine operators composed into dense layers, ``.nnet`` input
 normalisation folded into the first layer), plus ``input_lo``/``input_hi`` when the model file
-has a default box (``.nnet``, ``.npz``).  The converted file enumerates to the same regions as
-the model file.
+has a default box (``.nnet``, ``.npz``) or ``--input-box LO HI`` gives one.  The converted file
+enumerates to the same regions as the model file.
 """
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 
 from ..errors import InputError
 
 
-def convert(model_path, out_path, force=False):
+def convert(model_path, out_path, force=False, input_box=None):
+    """Write ``model_path`` as an ``.npz`` network; ``input_box`` (``--input-box LO HI``) becomes the
+    file's own box (``input_lo``/``input_hi``), replacing the model's.  Returns the Network."""
     from ..loaders import load_network
+    from ..loaders.domain_options import set_input_box
 
     if not out_path.lower().endswith(".npz"):
         raise InputError(f"{out_path}: the output must be an .npz file")
@@ -28,7 +32,7 @@ def convert(model_path, out_path, force=False):
     parent = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(parent):
         raise InputError(f"{out_path}: the directory {parent} does not exist")
-    net = load_network(model_path)
+    net = set_input_box(load_network(model_path), input_box)
     if os.path.exists(out_path) and os.path.samefile(model_path, out_path):
         raise InputError(f"{out_path}: the output would overwrite the input model")
     arrs = {}
@@ -56,7 +60,10 @@ def main(args) -> int:
         raise InputError("convert: -o NET.npz is required")
     # a CLI without --force keeps the old behaviour of overwriting
     force = getattr(args, "force", None)
-    net = convert(args.model, out, force=True if force is None else bool(force))
+    net = convert(args.model, out, force=True if force is None else bool(force),
+                  input_box=getattr(args, "input_box", None))
+    for note in net.meta.get("notes", ()):  # e.g. a dropped trailing Softmax
+        print(f"mpi-enum: note: {note}", file=sys.stderr)
     extra = " and the default input box" if net.input_lo is not None else ""
     print(f"wrote {out}: input dim {net.input_dim}, hidden widths {net.hidden_widths}, "
           f"output dim {net.weights[-1].shape[0]}{extra}")

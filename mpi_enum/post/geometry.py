@@ -94,8 +94,12 @@ def layer_ranks(net, chart, bits, A):
     return out
 
 
-def region_halfspaces(A, c, bits, chart, i, zero_tol=1e-13):
-    """Half-spaces ``H u <= g`` (unit-norm rows) of region i: its neurons' sides and the domain."""
+def region_halfspaces(A, c, bits, chart, i, zero_tol=1e-13, with_index=False):
+    """Half-spaces ``H u <= g`` (unit-norm rows) of region i: its neurons' sides and the domain.
+
+    Constant neurons (gradient below ``zero_tol`` of the region's largest) carry no row.  With
+    ``with_index`` also the neurons (layer-major indices) of the first rows, one per row; the
+    domain's rows follow them."""
     a = A[i]
     s = np.where(np.asarray(bits[i]) > 0, -1.0, 1.0)  # active: -(a u + c) <= 0; inactive: a u + c <= 0
     nrm = np.linalg.norm(a, axis=1)
@@ -103,6 +107,8 @@ def region_halfspaces(A, c, bits, chart, i, zero_tol=1e-13):
     keep = nrm > zero_tol * scale
     H = (s[keep, None] * a[keep]) / nrm[keep, None]
     g = -(s[keep] * c[i][keep]) / nrm[keep]
+    if with_index:
+        return np.vstack([H, chart.Gu]), np.concatenate([g, chart.hu]), np.flatnonzero(keep)
     return np.vstack([H, chart.Gu]), np.concatenate([g, chart.hu])
 
 

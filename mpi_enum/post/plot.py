@@ -21,7 +21,9 @@ Colours (``--color-by``):
 * ``layerN``: the layer-N region (pattern prefix through hidden layer N) the region lies in;
 * ``radius``: log10 of the inscribed radius;
 * ``class``: the arg-max output at the region's interior point (sign of the output if it has
-  one unit).
+  one unit); where ``mpi-enum graph`` has computed the decision boundary, it is drawn too;
+* ``linear``: the linear region (``/regions/linear_region``, written by ``mpi-enum graph``):
+  regions with one affine map joined through facets share a colour.
 """
 from __future__ import annotations
 
@@ -131,6 +133,11 @@ def _colors(res, chart, color_by):
 
     cb = (color_by or "affine").lower()
     n = res.n
+    if cb == "linear":
+        lab = res.geometry.get("linear_region")
+        if lab is None:
+            raise InputError(f"{res.path}: no /regions/linear_region: run `mpi-enum graph {res.path}` first")
+        return _hue_colors(lab), {"title": f"{int(lab.max()) + 1 if n else 0} linear regions"}
     if cb == "affine":
         ids = _affine_ids(res, chart)
         return _hue_colors(ids), {"title": f"{int(ids.max()) + 1 if n else 0} distinct output affine maps"}
@@ -172,7 +179,7 @@ def _colors(res, chart, color_by):
         legend = [(int(v), cmap(int(v) % cmap.N)[:3]) for v in np.unique(cls)]
         return cols, {"legend": legend, "legend_title": "arg max output" if out.shape[1] > 1 else "output > 0",
                       "title": "predicted class"}
-    raise InputError(f"--color-by {color_by}: expected affine, rank, rankN, radius, class or layerN")
+    raise InputError(f"--color-by {color_by}: expected affine, linear, rank, rankN, radius, class or layerN")
 
 
 def plot_result(res, out_png, color_by="affine", dpi=150, edges=True):
@@ -209,6 +216,8 @@ def plot_result(res, out_png, color_by="affine", dpi=150, edges=True):
         for i, (x, y) in enumerate(pc.anchors):
             ax.annotate(f"x{i}", (x, y), textcoords="offset points", xytext=(6, 6), fontsize=10, weight="bold",
                         zorder=6)
+    if (color_by or "").lower() == "class":
+        _draw_boundary(ax, res, pc, chart)
     if "legend" in info:
         handles = [Patch(facecolor=c, edgecolor="#222222", label=str(v)) for v, c in info["legend"]]
         ax.legend(handles=handles, title=info.get("legend_title"), fontsize=8, loc="upper left",
@@ -224,6 +233,18 @@ def plot_result(res, out_png, color_by="affine", dpi=150, edges=True):
     fig.savefig(out_png, dpi=dpi)
     plt.close(fig)
     return polys
+
+
+def _draw_boundary(ax, res, pc, chart):
+    """The decision boundary segments of ``mpi-enum graph`` (if the file has them)."""
+    from matplotlib.collections import LineCollection
+
+    from ..io.graph_file import read_geometry
+
+    seg = read_geometry(res.path).get("decision_segments")
+    if seg is not None and len(seg):
+        lines = [pc(chart.to_u(s)) for s in seg]
+        ax.add_collection(LineCollection(lines, colors="black", linewidths=1.6, zorder=4))
 
 
 def main(args) -> int:
@@ -249,10 +270,10 @@ def main(args) -> int:
 
 def _colors_check(color_by, res):
     cb = color_by.lower()
-    if cb in ("affine", "radius", "class", "rank"):
+    if cb in ("affine", "linear", "radius", "class", "rank"):
         return
     for pre in ("layer", "rank"):
         if cb.startswith(pre) and cb[len(pre):].isdigit() and 1 <= int(cb[len(pre):]) <= res.L:
             return
-    raise InputError(f"--color-by {color_by}: expected affine, rank, rankN, radius, class or layerN "
+    raise InputError(f"--color-by {color_by}: expected affine, linear, rank, rankN, radius, class or layerN "
                      f"(N = 1..{res.L})")

@@ -29,8 +29,10 @@ layer counts                /layers/n_regions equals the number of distinct patt
 sampled coverage            the patterns of N uniform samples of the domain are all present
                             (a missing pattern is tolerated only if its region's inscribed
                             radius is below the result's ``tol``; every missing one is checked)
-volumes sum to domain       (domain dimension k <= 3, bounded) the regions' volumes, from their
-                            half-spaces, sum to the domain's volume within 1e-6 relative; where
+volumes sum to domain       (domain dimension k <= 6, bounded, at most VOLUME_MAX_REGIONS
+                            regions for k <= 3, VOLUME_MAX_REGIONS_QHULL for k >= 4: one qhull each) the regions' volumes, from their
+                            half-spaces (qhull for k >= 3), sum to the domain's volume within
+                            1e-6 relative; where
                             samples fell in regions thinner than tol, the missing share of the
                             volume must match the sampled share (4 standard errors)
 
@@ -38,6 +40,10 @@ Geometry (half-spaces, margins, ranks, volumes) is computed on the network with 
 rows (:meth:`mpi_enum.model.network.Network.normalised`: the same regions and patterns), so no
 threshold depends on the scale of a neuron's weights; the patterns themselves come from a
 forward pass of the NETWORK file as it is.
+
+Memory is bounded whatever the file's size: the rows are read in chunks
+(:meth:`mpi_enum.io.reader.Result.chunks`), and uniqueness, layer counts and sampled coverage are
+decided one first-layer bucket at a time (:mod:`mpi_enum.post.buckets`, scratch in TMPDIR).
 ==========================  =================================================================
 
 Exit status 0 only if every check passes (SKIP counts as passing), 1 otherwise; 2 for
@@ -51,12 +57,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..io.reader import domain_from_spec, load_result
+from .buckets import buckets, first_layer_hash, packed_prefix_groups
 from .geometry import (Chart, convex_polygon, domain_box_u, layer_ranks,
-                      polygon_area, prefix_groups, region_halfspaces, region_maps)
+                      polygon_area, region_halfspaces, region_maps)
 from ..errors import InputError
 
 CHUNK = 2048
 VOLUME_RTOL = 1e-6
+VOLUME_MAX_K = 6  # the volume-sum oracle up to this domain dimension (qhull per region)
+VOLUME_MAX_REGIONS = 2_000_000  # and up to this many regions for k <= 3 (polygons; qhull at k = 3)
+VOLUME_MAX_REGIONS_QHULL = 100_000  # for 4 <= k <= 6: about 0.3 ms of qhull per region, so <= ~30 s
 
 
 @dataclass
@@ -89,7 +99,7 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
     """Run all checks; return the list of :class:`Check`.  Raises InputError for bad input."""
     from ..loaders import load_network
 
-    res = load_result(res_path)
+    res = load_result(res_path, regions=False)  # the rows are streamed (Result.chunks, buckets)
     net = load_network(net_path)
     checks = []
 
@@ -106,13 +116,19 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
         problems.append(f"n_regions attribute {int(n_attr)} but {n} rows")
     if res.layer_counts.shape != (L,):
         problems.append(f"/layers/n_regions has shape {res.layer_counts.shape}, expected ({L},)")
-    pad = res.packed.shape[1] * 8 - N
-    if pad and n and np.any(res.packed[:, -1] & np.uint8((1 << pad) - 1)):
+    pad = ((N + 7) // 8) * 8 - N
+    bad_pad = nonfinite = bad_radius = 0
+    for _, ch in res.chunks(("pattern", "interior_point", "radius")):
+        if pad and len(ch["pattern"]):
+            bad_pad += int(np.any(ch["pattern"][:, -1] & np.uint8((1 << pad) - 1)))
+        nonfinite += int(np.any(~np.isfinite(ch["interior_point"])))
+        bad_radius += int(np.sum(~(ch["radius"] > 0)))
+    if bad_pad:
         problems.append("non-zero padding bits in /regions/pattern")
-    if np.any(~np.isfinite(res.points)):
+    if nonfinite:
         problems.append("non-finite interior points")
-    if np.any(np.isnan(res.radius)) or np.any(res.radius <= 0):
-        problems.append(f"{int(np.sum(~(res.radius > 0)))} radii are not > 0")
+    if bad_radius:
+        problems.append(f"{bad_radius} radii are not > 0")
     add("file layout", not problems, "; ".join(problems) or f"{_fmt_int(n)} regions, {N} hidden neurons in {L} layers")
 
     # ---------------------------------------------------------------- network
@@ -158,15 +174,11 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
     add("result complete", complete, "complete" if complete else
         f"partial result (stopped: {res.attrs.get('stopped_reason', '?')}): coverage checks will fail")
 
-    # ---------------------------------------------------------------- unique
-    v = np.ascontiguousarray(res.packed).view(np.dtype((np.void, max(res.packed.shape[1], 1)))).ravel() \
-        if n else np.zeros(0)
-    if n:
-        _, first, cnt = np.unique(v, return_index=True, return_counts=True)
-        dup = int(np.sum(cnt - 1))
-        dup_rows = np.sort(first[cnt > 1])[:5].tolist()
-    else:
-        dup, dup_rows = 0, []
+    # ---------------------------------------------------------------- unique (and, in the same
+    # pass over the first-layer buckets, the distinct prefixes of every layer and which sampled
+    # patterns are present)
+    sampled = _sample_patterns(res, net, samples, seed) if samples and samples > 0 else None
+    dup, dup_rows, counts, present = _bucket_pass(res, sampled)
     add("patterns unique", dup == 0, f"{dup} duplicate rows (first at rows {dup_rows})" if dup else
         f"{_fmt_int(n)} distinct patterns")
 
@@ -179,11 +191,10 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
     first_bad = {}
     worst_margin = np.inf
     xscale = max(1.0, float(np.abs(dom.x0).max()) if dom.x0.size else 1.0) + smax
-    for s in range(0, n, CHUNK):
-        e = min(n, s + CHUNK)
-        bits = res.bits(slice(s, e))
-        X = res.points[s:e]
-        r = res.radius[s:e]
+    for s, ch in res.chunks(chunk=CHUNK):
+        bits = np.unpackbits(ch["pattern"], axis=1, count=N)
+        X = ch["interior_point"].astype(np.float64)
+        r = ch["radius"].astype(np.float64)
         # on the hull and inside the domain with the ball
         resid = chart.slice_residual(X)
         bh = resid > 1e-9 * xscale
@@ -231,7 +242,7 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
                 big = float(s0.max()) if len(s0) else 0.0
                 hi_r = np.sum(sv > 1e-13 * s0, axis=1)
                 lo_r = np.sum((sv > 1e-6 * s0) & (sv > 1e-9 * big), axis=1)
-            st = res.ranks[s:e, l]
+            st = ch["affine_rank"][:, l]
             br = (st < lo_r) | (st > hi_r)
             bad_rank += int(br.sum())
             if br.any():
@@ -251,8 +262,8 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
 
     # ---------------------------------------------------------------- sampled coverage
     thin_hits = 0  # samples that fell in unlisted regions shown to be thinner than tol
-    if samples and samples > 0:
-        check, thin_hits = _sample_check(res, net, chart, samples, seed, tol, smax, v)
+    if sampled is not None:
+        check, thin_hits = _sample_check(res, net, chart, samples, seed, tol, sampled, present)
         checks.append(check)
         if log:
             log(f"  {checks[-1].status:4s} {checks[-1].name}: {checks[-1].detail}")
@@ -260,12 +271,6 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
         add("sampled coverage", True, "--samples 0", skip=True)
 
     # ---------------------------------------------------------------- layer counts
-    if n:
-        allb = res.bits()
-        counts = [prefix_groups(allb, int(res.offsets[l + 1]))[1] for l in range(L)]
-        del allb
-    else:
-        counts = [0] * L
     rec = [int(v) for v in res.layer_counts]
     if rec == counts:
         add("layer counts", True, f"{counts}")
@@ -278,10 +283,14 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
         add("layer counts", False, f"/layers/n_regions {rec} vs distinct prefixes {counts}")
 
     # ---------------------------------------------------------------- volumes
-    if chart.k > 3:
-        add("volumes sum to domain", True, f"domain dimension {chart.k} > 3", skip=True)
+    if chart.k > VOLUME_MAX_K:
+        add("volumes sum to domain", True, f"domain dimension {chart.k} > {VOLUME_MAX_K}", skip=True)
     elif not dom.bounded or len(chart.Gu) == 0:
         add("volumes sum to domain", True, "unbounded domain", skip=True)
+    elif n > (VOLUME_MAX_REGIONS if chart.k <= 3 else VOLUME_MAX_REGIONS_QHULL):
+        most = VOLUME_MAX_REGIONS if chart.k <= 3 else VOLUME_MAX_REGIONS_QHULL
+        add("volumes sum to domain", True, f"{_fmt_int(n)} regions > {_fmt_int(most)} at dimension {chart.k}: one "
+            f"qhull per region would take too long (the other checks cover every row)", skip=True)
     else:
         checks.append(_volume_check(res, net, chart, thin_hits, samples))
         if log:
@@ -289,13 +298,45 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
     return checks
 
 
-def _sample_check(res, net, chart, samples, seed, tol, smax, v):
+def _sample_patterns(res, net, samples, seed):
+    """``samples`` uniform points of the domain (seeded), their packed patterns and their keys."""
     rng = np.random.default_rng(seed)
-    dom = res.domain
-    X = dom.sample(rng, int(samples))
-    P = np.packbits(net.patterns(X).astype(np.uint8), axis=1)
+    X = res.domain.sample(rng, int(samples))
+    P = np.concatenate([np.packbits(net.patterns(X[s:s + CHUNK]).astype(np.uint8), axis=1)
+                        for s in range(0, len(X), CHUNK)]) if len(X) else np.zeros((0, (res.N + 7) // 8), np.uint8)
     pv = np.ascontiguousarray(P).view(np.dtype((np.void, P.shape[1]))).ravel()
-    present = np.isin(pv, v) if len(v) else np.zeros(len(pv), bool)
+    return X, P, pv
+
+
+def _bucket_pass(res, sampled):
+    """One pass over the first-layer buckets (:mod:`mpi_enum.post.buckets`): duplicate rows (count,
+    first five rows), the distinct prefixes of every layer, and which sampled patterns are rows."""
+    L, off = res.L, res.offsets
+    dup, dup_rows, counts = 0, [], [0] * L
+    present = np.zeros(len(sampled[2]) if sampled is not None else 0, bool)
+    w0 = int(res.widths[0]) if L else 0
+    skey = None
+    for b, B, bk in buckets(res, ("pattern",)):
+        P = bk["pattern"]
+        if len(P) == 0:
+            continue
+        v = np.ascontiguousarray(P).view(np.dtype((np.void, max(P.shape[1], 1)))).ravel()
+        _, first, cnt = np.unique(v, return_index=True, return_counts=True)
+        dup += int(np.sum(cnt - 1))
+        dup_rows.extend(bk["row"][first[cnt > 1]].tolist())
+        for l in range(L):
+            counts[l] += packed_prefix_groups(P, int(off[l + 1]))[1]
+        if sampled is not None:
+            if skey is None:
+                skey = first_layer_hash(sampled[1], w0) % np.uint64(B)
+            mine = skey == np.uint64(b)
+            present[mine] = np.isin(sampled[2][mine], v)
+    return dup, sorted(dup_rows)[:5], counts, present
+
+
+def _sample_check(res, net, chart, samples, seed, tol, sampled, present):
+    X, P, pv = sampled
+    smax = float(np.linalg.svd(chart.R, compute_uv=False).max()) if chart.k else 1.0
     miss = ~present
     if not miss.any():
         return Check("sampled coverage", "PASS", f"all {_fmt_int(samples)} samples (seed {seed}) land in listed regions"), 0
@@ -336,7 +377,7 @@ def _cheb_radius(H, g):
 
 
 def polytope_volume_u(H, g, center, k, box=None):
-    """Volume of {H u <= g} (bounded, k <= 3) with a point ``center`` strictly inside."""
+    """Volume of {H u <= g} (bounded) with a point ``center`` strictly inside (k >= 3: qhull)."""
     if k == 1:
         h = H[:, 0]
         pos, neg = h > 1e-300, h < -1e-300
@@ -347,9 +388,14 @@ def polytope_volume_u(H, g, center, k, box=None):
         return abs(polygon_area(convex_polygon(H, g, box)))
     from scipy.spatial import ConvexHull, HalfspaceIntersection
 
+    from scipy.spatial import QhullError
+
     gc = g - H @ center  # shift: the centre becomes the origin
     hs = np.hstack([H, -gc[:, None]])
-    pts = HalfspaceIntersection(hs, np.zeros(k)).intersections
+    try:
+        pts = HalfspaceIntersection(hs, np.zeros(k)).intersections
+    except QhullError:  # qhull's precision failures depend on the order of its input
+        pts = HalfspaceIntersection(np.unique(np.round(hs, 13), axis=0), np.zeros(k)).intersections
     return float(ConvexHull(pts).volume)
 
 
@@ -366,11 +412,11 @@ def _volume_check(res, net, chart, thin_hits=0, samples=0):
     total = 0.0
     empty = 0
     failed = 0
-    for s in range(0, res.n, CHUNK):
-        e = min(res.n, s + CHUNK)
-        bits = res.bits(slice(s, e))
+    for s, ch in res.chunks(("pattern", "interior_point"), chunk=CHUNK):
+        e = s + len(ch["pattern"])
+        bits = np.unpackbits(ch["pattern"], axis=1, count=res.N)
         A, c = region_maps(net, chart, bits)
-        U = chart.to_u(res.points[s:e])
+        U = chart.to_u(ch["interior_point"].astype(np.float64))
         for i in range(e - s):
             H, g = region_halfspaces(A, c, bits, chart, i)
             try:
@@ -383,7 +429,7 @@ def _volume_check(res, net, chart, thin_hits=0, samples=0):
             total += vol
     rel = abs(total - dom_vol) / dom_vol if dom_vol > 0 else np.inf
     ok = rel <= VOLUME_RTOL and empty == 0 and failed == 0
-    unit = {1: "length", 2: "area", 3: "volume"}[k]
+    unit = {1: "length", 2: "area"}.get(k, "volume")
     detail = f"sum of region {unit}s {total:.10g} vs domain {dom_vol:.10g} (relative error {rel:.2e})"
     if not ok and thin_hits and samples and empty == 0 and failed == 0 and total <= dom_vol * (1 + VOLUME_RTOL):
         p = thin_hits / samples

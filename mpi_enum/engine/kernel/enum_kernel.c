@@ -26,11 +26,14 @@
 
 #include "boxlp.h"
 #include "kernel.h"
+#include "vrep.h"
 
 typedef struct {
     int depth, nrows, has_row, row_id;
     unsigned char bit;
     double r;
+    size_t voff; /* the cell's vertex set on the vrep arena (vn vertices; -1: not known) */
+    int vn;
 } Entry;
 
 struct kc_ctx {
@@ -46,6 +49,7 @@ struct kc_ctx {
     BoxLP *blp; /* box domains with k > dense_max_k: the box LP first */
     double *blp_A, *blp_c, *v2, *v3;
     long long *blp_id;
+    VRep *vr; /* box domains with k <= VREP_MAX_K: the cells' vertex sets */
     /* layer slots */
     double **H, **h0, **Hn, **h0n, **nrm, *mscale;
     signed char **pre;
@@ -71,6 +75,7 @@ struct kc_ctx {
     int *erank;
     /* stats */
     long long nodes, lps, regions, cert_both, screened, fallbacks, lp_iters, lp_fail;
+    long long vdec, vwit, vlost; /* vertex-set decisions, centroid witnesses, cells given back */
     long long *layer_counts;
     kc_lp_fn lp_fn;
     void *lp_user;
@@ -403,8 +408,63 @@ static inline double box_max(const kc_ctx *C, const double *a, double a0, double
 
 /* ------------------------------------------------------------------ layers */
 
+/* Full rank certified without the SVD: nc = min(rows, cols) <= RANK_FAST_MAX; the Gram matrix
+ * of the shorter side, S = M^T M or M M^T (nc x nc), and its Cholesky factor R.  sigma_min(M) =
+ * sigma_min(R) >= 1 / ||R^-1||_F and sigma_max(M) <= ||M||_F; if the ratio of these bounds is
+ * above RANK_FAST_MARGIN (far above RANK_REL, so the squared condition number and rounding in S
+ * cannot move the answer) and sigma_max is far from the zero threshold, the SVD's rank is nc.
+ * Returns nc, or -1 when undecided (then the Jacobi SVD decides). */
+static int rank_full_fast(kc_ctx *C, const double *M, int rows, int cols, double mscale) {
+    int nc = rows < cols ? rows : cols;
+    if (nc == 0 || nc > KC_RANK_FAST_MAX) return -1;
+    double S[KC_RANK_FAST_MAX * KC_RANK_FAST_MAX], fro = 0.0;
+    (void)C;
+    if (cols <= rows) { /* S = M^T M */
+        for (int p = 0; p < nc; p++)
+            for (int q = 0; q <= p; q++) {
+                double t = 0.0;
+                for (int i = 0; i < rows; i++) t += M[(size_t)i * cols + p] * M[(size_t)i * cols + q];
+                S[p * nc + q] = t;
+            }
+    } else { /* S = M M^T */
+        for (int p = 0; p < nc; p++)
+            for (int q = 0; q <= p; q++) S[p * nc + q] = dot(M + (size_t)p * cols, M + (size_t)q * cols, cols);
+    }
+    for (int p = 0; p < nc; p++) fro += S[p * nc + p];
+    fro = sqrt(fro);
+    if (!(fro > KC_RANK_FAST_MARGIN * KC_RANK_ZERO_REL * mscale)) return -1;
+    /* Cholesky S = L L^T in place (lower triangle) */
+    for (int j = 0; j < nc; j++) {
+        double d = S[j * nc + j];
+        for (int q = 0; q < j; q++) d -= S[j * nc + q] * S[j * nc + q];
+        if (!(d > 0.0)) return -1;
+        d = sqrt(d);
+        S[j * nc + j] = d;
+        for (int i = j + 1; i < nc; i++) {
+            double t = S[i * nc + j];
+            for (int q = 0; q < j; q++) t -= S[i * nc + q] * S[j * nc + q];
+            S[i * nc + j] = t / d;
+        }
+    }
+    /* ||L^-1||_F: solve L X = I column by column (forward substitution) */
+    double inv2 = 0.0, x[KC_RANK_FAST_MAX];
+    for (int c = 0; c < nc; c++) {
+        for (int i = 0; i < nc; i++) {
+            double t = i == c ? 1.0 : 0.0;
+            for (int q = c; q < i; q++) t -= S[i * nc + q] * x[q];
+            x[i] = i < c ? 0.0 : t / S[i * nc + i];
+            inv2 += x[i] * x[i];
+        }
+    }
+    if (!(inv2 > 0.0) || !isfinite(inv2)) return -1;
+    double smin_lb = 1.0 / sqrt(inv2);
+    return smin_lb > KC_RANK_FAST_MARGIN * fro ? nc : -1;
+}
+
 /* singular-value rank of M (rows x cols), numpy-style threshold, relative to mscale for zero */
 static int rank_of(kc_ctx *C, const double *M, int rows, int cols, double mscale) {
+    int fast = rank_full_fast(C, M, rows, cols, mscale);
+    if (fast >= 0) return fast;
     /* one-sided Jacobi on the columns of the smaller side */
     int nc, len;
     double *J = C->jac;
@@ -579,6 +639,61 @@ static void screen(kc_ctx *C, int l, int start, const double *yc, double r, int 
     }
 }
 
+/* screen() from the cell's vertex set: a hyperplane with every vertex strictly on one side
+ * (beyond VREP_EPS) misses the cell, its bit is fixed and it needs no row; the others are left
+ * to the search (which gives the cell back to the LPs if one passes within VREP_EPS of a vertex) */
+static void vscreen(kc_ctx *C, int l, int start) {
+    int k = C->k, n = C->widths[l];
+    signed char *pre = C->pre[l];
+    for (int j = start; j < n; j++) {
+        if (pre[j] != -1) continue;
+        double lo, hi;
+        int cls = vr_eval(C->vr, C->Hn[l] + (size_t)j * k, C->h0n[l][j], KC_VREP_EPS, &lo, &hi);
+        if (cls == VR_NEG || cls == VR_POS) {
+            pre[j] = (signed char)cls;
+            C->screened++;
+            C->vdec++;
+        }
+    }
+}
+
+/* screen with the vertex set where it is known, else with balls, bounds and LPs */
+static void screen_layer(kc_ctx *C, int l, int start, const double *yc, double r, int nrows) {
+    if (C->vr && vr_valid(C->vr)) vscreen(C, l, start);
+    else screen(C, l, start, yc, r, nrows);
+}
+
+/* the vertex set of the cell of the path rows (kc_start): the box, cut by each row in turn;
+ * unknown (the LPs decide) if a row passes within VREP_EPS of a vertex */
+static void rebuild_vertices(kc_ctx *C, int nrows) {
+    VRep *V = C->vr;
+    int k = C->k;
+    if (vr_box(V, C->ylo, C->yhi)) return;
+    double *a = C->rowbuf;
+    for (int q = 0; q < nrows; q++) {
+        const double *row = C->rows + (size_t)q * k; /* row . y <= rhs: s = rhs - row . y >= 0 */
+        for (int e = 0; e < k; e++) a[e] = -row[e];
+        double lo, hi;
+        int cls = vr_eval(V, a, C->rhs[q], KC_VREP_EPS, &lo, &hi);
+        if (cls == VR_POS) continue;
+        if (cls != VR_MIXED || vr_split(V, 2 * k + C->rowid[q] / 2, KC_VREP_RHO)) {
+            vr_invalidate(V);
+            C->vlost++;
+            return;
+        }
+        vr_keep_side(V, 1);
+    }
+}
+
+/* the exact inscribed radius at y of the cell's path rows, the box and the side of (a, a0)
+ * (side 1: a . y + a0 >= 0) */
+static double side_ball(const kc_ctx *C, int nrows, const double *y, const double *a, double a0, int side) {
+    double sa = dot(a, y, C->k) + a0;
+    double rb = box_dist(C, y), rm = min_margin(C, C->rows, C->rhs, nrows, y), rs = side ? sa : -sa;
+    double r = rb < rm ? rb : rm;
+    return rs < r ? rs : r;
+}
+
 /* ------------------------------------------------------------------ context */
 
 #define KC_FREE_LAYERS(arr)                                   \
@@ -597,6 +712,7 @@ void kc_free(kc_ctx *C) {
     free(C->G); free(C->h); free(C->ylo); free(C->yhi); free(C->mscale); free(C->rank);
     free(C->bits); free(C->rows); free(C->rhs); free(C->rowid);
     free(C->st); free(C->st_y); free(C->st_row);
+    vr_free(C->vr);
     free(C->lpA); free(C->lpb); free(C->Q); free(C->R); free(C->x); free(C->p);
     free(C->lam); free(C->Qc); free(C->Wset); free(C->inW);
     free(C->v); free(C->ya); free(C->yi); free(C->yc); free(C->rowbuf); free(C->Mbuf); free(C->jac);
@@ -608,6 +724,7 @@ void kc_free(kc_ctx *C) {
 int kc_version(void) { return KC_VERSION; }
 int kc_n_neurons(const kc_ctx *C) { return C->N; }
 int kc_error(const kc_ctx *C) { return C->error; }
+int kc_vertex_sets(const kc_ctx *C) { return C->vr != NULL; }
 int kc_lp_kind(const kc_ctx *C) { return C->dense ? KC_LP_DENSE : (C->blp ? KC_LP_BOX : KC_LP_CALLBACK); }
 
 static int valid_config(const kc_config *cfg) {
@@ -775,6 +892,11 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
         /* blp_new gives NULL for a box not wider than 2 tol, or on allocation failure: then the
          * dense LP (if k allows it) and lp_fn decide, as without the box LP */
     }
+    /* 4. vertex sets, on box domains of low dimension */
+    if (k <= cfg->vrep_max_k && is_box_domain(C)) {
+        C->vr = vr_new(k, 2 * k + N, KC_VREP_CAP, ((size_t)64 << 20) / ((sizeof(double) + sizeof(int)) * K));
+        /* NULL (no memory): the LPs decide everything, as without vertex sets */
+    }
     return C;
 fail:
     kc_free(C);
@@ -783,15 +905,23 @@ fail:
 }
 
 static void push(kc_ctx *C, int depth, int nrows, int has_row, int row_id, unsigned char bit, const double *y,
-                 double r, const double *row, double rhs) {
+                 double r, const double *row, double rhs, size_t voff, int vn) {
     int k = C->k, s = C->nst++;
     Entry *e = C->st + s;
     e->depth = depth; e->nrows = nrows; e->has_row = has_row; e->row_id = row_id; e->bit = bit; e->r = r;
+    e->voff = voff; e->vn = vn;
     memcpy(C->st_y + (size_t)s * k, y, sizeof(double) * k);
     if (has_row) {
         memcpy(C->st_row + (size_t)s * (k + 1), row, sizeof(double) * k);
         C->st_row[(size_t)s * (k + 1) + k] = rhs;
     }
+}
+
+/* push the current node (its vertex set, if known, onto the arena) */
+static void push_cur(kc_ctx *C, int depth, int nrows, const double *yc, double r) {
+    size_t off = 0;
+    int vn = C->vr ? vr_push_cur(C->vr, &off) : -1;
+    push(C, depth, nrows, 0, 0, depth ? C->bits[depth - 1] : 0, yc, r, NULL, 0.0, off, vn);
 }
 
 /* append the row of neuron i (direction a, offset a0) on side bit to the path */
@@ -807,6 +937,25 @@ static inline int add_row(kc_ctx *C, int nrows, int i, int bit, const double *a,
     }
     C->rowid[nrows] = 2 * i + bit;
     return nrows + 1;
+}
+
+/* the Chebyshev LP of side `side` of neuron (a, a0) in the cell (1: the active side a y + a0 >= 0,
+ * row -a y <= a0; 0: the inactive side, row a y <= -a0); see cheb() */
+static double side_lp(kc_ctx *C, int nrows, const double *a, double a0, int side, const double *ystart,
+                      double *yout, double *rout) {
+    if (!side) return cheb(C, nrows, a, -a0, ystart, yout, rout);
+    double *rw = C->rowbuf;
+    for (int q = 0; q < C->k; q++) rw[q] = -a[q];
+    return cheb(C, nrows, rw, a0, ystart, yout, rout);
+}
+
+/* go down to side `bit` of neuron i with its row (a, a0) and the child's ball centre y; returns
+ * the new row count */
+static int descend(kc_ctx *C, int nrows, int i, int bit, const double *a, double a0, double *yc, const double *y) {
+    C->bits[i] = (unsigned char)bit;
+    nrows = add_row(C, nrows, i, bit, a, a0);
+    memcpy(yc, y, sizeof(double) * C->k);
+    return nrows;
 }
 
 int kc_start(kc_ctx *C, int depth, const unsigned char *bits, const double *yc, double r) {
@@ -825,13 +974,17 @@ int kc_start(kc_ctx *C, int depth, const unsigned char *bits, const double *yc, 
         if (C->nrm[l][j] == 0.0) continue;
         nrows = add_row(C, nrows, i, C->bits[i], C->Hn[l] + (size_t)j * k, C->h0n[l][j]);
     }
+    if (C->vr) {
+        vr_clear_arena(C->vr);
+        rebuild_vertices(C, nrows);
+    }
     if (depth < C->N) {
         int l = C->layer_of[depth];
-        if (depth > C->offsets[l] || depth == 0) screen(C, l, depth - C->offsets[l], yc, r, nrows);
+        if (depth > C->offsets[l] || depth == 0) screen_layer(C, l, depth - C->offsets[l], yc, r, nrows);
         /* else: the node completes layer l-1; kc_run makes the transition */
     }
     if (C->error) return -C->error;
-    push(C, depth, nrows, 0, 0, depth ? C->bits[depth - 1] : 0, yc, r, NULL, 0.0);
+    push_cur(C, depth, nrows, yc, r);
     C->started = 1;
     return 0;
 }
@@ -858,9 +1011,10 @@ int kc_run(kc_ctx *C, long long max_nodes) {
             C->rowid[nrows - 1] = e.row_id;
         }
         if (depth > 0) C->bits[depth - 1] = e.bit;
+        if (C->vr) vr_pop(C->vr, e.voff, e.vn);
         for (;;) {
             if (done >= max_nodes) {
-                push(C, depth, nrows, 0, 0, depth ? C->bits[depth - 1] : 0, yc, r, NULL, 0.0);
+                push_cur(C, depth, nrows, yc, r);
                 return 1;
             }
             done++;
@@ -880,7 +1034,7 @@ int kc_run(kc_ctx *C, long long max_nodes) {
                     break;
                 }
                 transition(C, lb);
-                screen(C, lb, 0, yc, r, nrows);
+                screen_layer(C, lb, 0, yc, r, nrows);
                 if (C->error) return -C->error;
             }
             int l = C->layer_of[i], j = i - C->offsets[l];
@@ -914,14 +1068,64 @@ int kc_run(kc_ctx *C, long long max_nodes) {
                 }
                 if (have_a && have_i) C->cert_both++;
             }
+            if (C->vr && vr_valid(C->vr)) {
+                /* the cell's vertex set decides; LPs only for a side with no ball at hand */
+                VRep *V = C->vr;
+                double smin, smax;
+                int cls = vr_eval(V, a, a0, KC_VREP_EPS, &smin, &smax);
+                if (cls == VR_NEG || cls == VR_POS) { /* the cell lies on one side: no row */
+                    C->vdec++;
+                    C->bits[i] = (unsigned char)cls;
+                    depth++;
+                    continue;
+                }
+                if (cls == VR_MIXED && vr_split(V, 2 * k + i, KC_VREP_RHO) == 0) {
+                    C->vdec++;
+                    double tb = tol + C->band;
+                    if (!have_a && smax + KC_VREP_EPS > tol) { /* else no ball of radius > tol */
+                        vr_side_point(V, 1, ya);
+                        double rad = side_ball(C, nrows, ya, a, a0, 1);
+                        if (rad > tb) { have_a = 1; ra = rad; C->vwit++; }
+                        else {
+                            double rr, t = side_lp(C, nrows, a, a0, 1, yc, ya, &rr);
+                            if (C->error) return -C->error;
+                            if (t > tol) { have_a = 1; ra = rr; }
+                        }
+                    }
+                    if (!have_i && -smin + KC_VREP_EPS > tol) {
+                        vr_side_point(V, 0, yi);
+                        double rad = side_ball(C, nrows, yi, a, a0, 0);
+                        if (rad > tb) { have_i = 1; ri = rad; C->vwit++; }
+                        else {
+                            double rr, t = side_lp(C, nrows, a, a0, 0, yc, yi, &rr);
+                            if (C->error) return -C->error;
+                            if (t > tol) { have_i = 1; ri = rr; }
+                        }
+                    }
+                    /* a kept side is a true cut of the cell: its row is always added */
+                    if (have_a && have_i) {
+                        size_t off = 0;
+                        int vn = vr_push_side(V, 0, &off);
+                        push(C, i + 1, nrows + 1, 1, 2 * i, 0, yi, ri, a, -a0, off, vn);
+                    } else if (!have_a && !have_i) {
+                        break; /* neither side holds a ball of radius > tol */
+                    }
+                    int bit = have_a; /* continue with the active child when it exists */
+                    vr_keep_side(V, bit);
+                    nrows = descend(C, nrows, i, bit, a, a0, yc, bit ? ya : yi);
+                    r = bit ? ra : ri;
+                    depth++;
+                    continue;
+                }
+                vr_invalidate(V); /* near a vertex, or a flat crossing: the LPs take the subtree */
+                C->vlost++;
+            }
             int keep_a = 1, keep_i = 1;
             if (!have_a) { /* active side {a y + a0 >= 0}: row -a y <= a0 */
                 double bound = box_max(C, a, a0, 1.0);
                 if (bound <= tol) keep_i = bound >= -drop;
                 else {
-                    double *rw = C->rowbuf;
-                    for (int q = 0; q < k; q++) rw[q] = -a[q];
-                    double rr, t = cheb(C, nrows, rw, a0, yc, ya, &rr);
+                    double rr, t = side_lp(C, nrows, a, a0, 1, yc, ya, &rr);
                     if (C->error) return -C->error;
                     if (t > tol) { have_a = 1; ra = rr; }
                     else keep_i = t >= -drop;
@@ -931,14 +1135,14 @@ int kc_run(kc_ctx *C, long long max_nodes) {
                 double bound = box_max(C, a, a0, -1.0);
                 if (bound <= tol) keep_a = bound >= -drop;
                 else {
-                    double rr, t = cheb(C, nrows, a, -a0, yc, yi, &rr);
+                    double rr, t = side_lp(C, nrows, a, a0, 0, yc, yi, &rr);
                     if (C->error) return -C->error;
                     if (t > tol) { have_i = 1; ri = rr; }
                     else keep_a = t >= -drop;
                 }
             }
             if (have_a && have_i) {
-                push(C, i + 1, keep_i ? nrows + 1 : nrows, keep_i, 2 * i, 0, yi, ri, a, -a0);
+                push(C, i + 1, keep_i ? nrows + 1 : nrows, keep_i, 2 * i, 0, yi, ri, a, -a0, 0, -1);
             } else if (have_i) { /* continue with the inactive child */
                 C->bits[i] = 0;
                 if (keep_i) nrows = add_row(C, nrows, i, 0, a, a0);
@@ -976,6 +1180,7 @@ int kc_frontier(kc_ctx *C, int *depths, unsigned char *bits, double *ys, double 
         rs[s] = e->r;
     }
     C->nst = 0;
+    if (C->vr) vr_clear_arena(C->vr);
     return n;
 }
 
@@ -989,6 +1194,7 @@ void kc_stats(const kc_ctx *C, long long *out) {
     out[KC_ST_NODES] = C->nodes; out[KC_ST_LPS] = C->lps; out[KC_ST_REGIONS] = C->regions;
     out[KC_ST_CERT_BOTH] = C->cert_both; out[KC_ST_SCREENED] = C->screened;
     out[KC_ST_FALLBACKS] = C->fallbacks; out[KC_ST_LP_ITERS] = C->lp_iters; out[KC_ST_LP_FAIL] = C->lp_fail;
+    out[KC_ST_VDEC] = C->vdec; out[KC_ST_VWIT] = C->vwit; out[KC_ST_VLOST] = C->vlost;
     for (int l = 0; l < C->L; l++) out[KC_NSTATS + l] = C->layer_counts[l];
 }
 

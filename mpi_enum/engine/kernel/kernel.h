@@ -19,7 +19,7 @@
 
 #include "decisions.h"
 
-#define KC_VERSION 4
+#define KC_VERSION 5
 #define KC_EMIT_MAX_DEFAULT 4096 /* nodes per kc_run chunk (a node emits at most one region) */
 
 typedef struct kc_ctx kc_ctx; /* opaque */
@@ -55,13 +55,18 @@ typedef struct {
     double band_rel;      /* certification band = band_rel * tol + KC_BAND_ABS (normally KC_BAND_REL) */
     int dense_max_k;      /* dense LP only for k <= this (normally KC_DENSE_LP_MAX_K) */
     int emax;             /* emit buffer size = most nodes per kc_run */
+    int vrep_max_k;       /* keep cells' vertex sets on box domains with k <= this (normally KC_VREP_MAX_K) */
     kc_lp_fn lp_fn;
     void *lp_user;
 } kc_config;
 
 /* kc_stats layout: KC_NSTATS counters, then L layer counts */
 enum { KC_ST_NODES, KC_ST_LPS, KC_ST_REGIONS, KC_ST_CERT_BOTH, KC_ST_SCREENED, KC_ST_FALLBACKS,
-       KC_ST_LP_ITERS, KC_ST_LP_FAIL, KC_NSTATS };
+       KC_ST_LP_ITERS, KC_ST_LP_FAIL,
+       KC_ST_VDEC,  /* hyperplanes decided from a vertex set (no LP) */
+       KC_ST_VWIT,  /* sides certified by a ball at a point built from the vertices */
+       KC_ST_VLOST, /* cells whose subtree went back to the LPs (a vertex too near a hyperplane) */
+       KC_NSTATS };
 
 int kc_version(void);
 kc_ctx *kc_new(const kc_config *cfg, int *err);
@@ -72,6 +77,8 @@ int kc_error(const kc_ctx *C);
  * LP (box domains with k > BOXLP_MIN_K or k > dense_max_k), or only the callback (HiGHS) */
 enum { KC_LP_CALLBACK = 0, KC_LP_DENSE = 1, KC_LP_BOX = 2 };
 int kc_lp_kind(const kc_ctx *C);
+/* 1 if the cells' vertex sets decide first (vrep.c: box domains with k <= cfg.vrep_max_k) */
+int kc_vertex_sets(const kc_ctx *C);
 
 /* make the work item (depth decided bits, certified ball yc, r) the only pending node;
  * returns 0 or -error */

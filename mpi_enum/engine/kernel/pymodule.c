@@ -4,7 +4,7 @@
  * float64 buffer and go out as bytes / bytearray (numpy.frombuffer on the Python side).
  *
  *   Kernel(k, widths, W, b, wscale, G, h, ylo, yhi, tol, fallback, *, band_rel=BAND_REL,
- *          dense_max_k=DENSE_LP_MAX_K, emax=EMIT_MAX)
+ *          dense_max_k=DENSE_LP_MAX_K, emax=EMIT_MAX, vrep_max_k=VREP_MAX_K)
  *     fallback(ids, A, c, a, c0) -> (t, y): the HiGHS Chebyshev LP (engine/lp.py); ids a tuple of
  *     row ids (2*i+bit), A/c/a float64 bytes (nrows*k, nrows, k).  An exception it raises stops
  *     the kernel and propagates out of the Kernel method that was running.
@@ -30,14 +30,14 @@ typedef struct {
     PyObject_HEAD
     kc_ctx *ctx;
     PyObject *fallback; /* callable or NULL */
-    int k, L, N, emax, dense, box_lp, busy;
+    int k, L, N, emax, dense, box_lp, vertex_sets, busy;
     long long lp_serial; /* fresh (negative) row ids for lp() */
 } KernelObject;
 
 static PyTypeObject KernelType;
 
 /* STATS (the module attribute) names the KC_NSTATS counters of kernel.h in order */
-typedef char kc_nstats_matches_STATS[(KC_NSTATS == 8) ? 1 : -1];
+typedef char kc_nstats_matches_STATS[(KC_NSTATS == 11) ? 1 : -1];
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -154,13 +154,13 @@ done:
 
 static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"k", "widths", "W", "b", "wscale", "G", "h", "ylo", "yhi", "tol", "fallback",
-                             "band_rel", "dense_max_k", "emax", NULL};
-    int k, dense_max_k = KC_DENSE_LP_MAX_K, emax = KC_EMIT_MAX_DEFAULT;
+                             "band_rel", "dense_max_k", "emax", "vrep_max_k", NULL};
+    int k, dense_max_k = KC_DENSE_LP_MAX_K, emax = KC_EMIT_MAX_DEFAULT, vrep_max_k = KC_VREP_MAX_K;
     double tol, band_rel = KC_BAND_REL;
     PyObject *widths_obj, *Wo, *bo, *wso, *Go, *ho, *ylo_o, *yhi_o, *fallback;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOOOOOOOdO|$dii:Kernel", kwlist, &k, &widths_obj, &Wo, &bo,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOOOOOOOdO|$diii:Kernel", kwlist, &k, &widths_obj, &Wo, &bo,
                                      &wso, &Go, &ho, &ylo_o, &yhi_o, &tol, &fallback, &band_rel, &dense_max_k,
-                                     &emax))
+                                     &emax, &vrep_max_k))
         return NULL;
     if (k < 1) return PyErr_Format(PyExc_ValueError, "k must be >= 1 (got %d)", k);
     if (emax < 1) return PyErr_Format(PyExc_ValueError, "emax must be >= 1 (got %d)", emax);
@@ -239,6 +239,7 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     cfg.band_rel = band_rel;
     cfg.dense_max_k = dense_max_k;
     cfg.emax = emax;
+    cfg.vrep_max_k = vrep_max_k;
     cfg.lp_fn = self->fallback ? lp_trampoline : NULL;
     cfg.lp_user = self;
     int err = KC_OK;
@@ -252,6 +253,7 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     self->N = kc_n_neurons(self->ctx);
     self->dense = kc_lp_kind(self->ctx) == KC_LP_DENSE;
     self->box_lp = kc_lp_kind(self->ctx) == KC_LP_BOX;
+    self->vertex_sets = kc_vertex_sets(self->ctx);
     return (PyObject *)self;
 fail:
     release_all(v, 8);
@@ -415,7 +417,8 @@ static PyObject *Kernel_get_int(KernelObject *self, void *which) {
     case 2: return PyLong_FromLong(self->N);
     case 3: return PyLong_FromLong(self->emax);
     case 4: return PyBool_FromLong(self->dense);
-    default: return PyBool_FromLong(self->box_lp);
+    case 5: return PyBool_FromLong(self->box_lp);
+    default: return PyBool_FromLong(self->vertex_sets);
     }
 }
 
@@ -428,6 +431,8 @@ static PyGetSetDef Kernel_getset[] = {
      (void *)4},
     {"box_lp", (getter)Kernel_get_int, NULL,
      "True if the box LP is tried before HiGHS (box domains, k > BOXLP_MIN_K or > dense_max_k)", (void *)5},
+    {"vertex_sets", (getter)Kernel_get_int, NULL,
+     "True if the cells' vertex sets decide first (box domains, k <= vrep_max_k)", (void *)6},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyMethodDef Kernel_methods[] = {
@@ -531,8 +536,9 @@ PyMODINIT_FUNC PyInit__kernel(void) {
 #undef KC_ADD_I_
     if (add_obj(m, "VERSION", PyLong_FromLong(kc_version())) < 0) goto fail;
     if (add_obj(m, "EMIT_MAX", PyLong_FromLong(KC_EMIT_MAX_DEFAULT)) < 0) goto fail;
-    if (add_obj(m, "STATS", Py_BuildValue("(ssssssss)", "nodes", "lps", "regions", "cert_both", "screened",
-                                          "lp_fallbacks", "lp_iters", "lp_fail")) < 0)
+    if (add_obj(m, "STATS", Py_BuildValue("(sssssssssss)", "nodes", "lps", "regions", "cert_both", "screened",
+                                          "lp_fallbacks", "lp_iters", "lp_fail", "vertex_decisions",
+                                          "vertex_witnesses", "vertex_lost")) < 0)
         goto fail;
     if (add_obj(m, "SOURCES_SHA256", parse_sources(KC_SOURCES_SHA256)) < 0) goto fail;
     Py_INCREF(&KernelType);

@@ -30,9 +30,16 @@ class Journal:
 
     Writes go straight to the OS (``os.write``, no user-space buffer), so a killed process loses
     nothing it has committed; :meth:`flush` adds the fsync (power loss) and a sync marker.
+
+    ``defer``: the files are not created yet; the commits are encoded exactly as they would be
+    written and held in memory (:attr:`pending_bytes`) until :meth:`materialize` (also called by
+    :meth:`flush` and :meth:`close`) creates the files and writes them, regions before journal
+    frames, after which writes go straight to the OS again.  ``close(discard=True)`` drops them
+    unwritten (a complete run whose checkpoint is removed anyway).  Until then a killed process
+    loses the deferred commits (a resume explores their items again: nothing is counted twice).
     """
 
-    def __init__(self, ckdir, generation, rank, shape: Shape):
+    def __init__(self, ckdir, generation, rank, shape: Shape, defer=False):
         self.shape = shape
         self.generation = int(generation)
         self.rank = int(rank)
@@ -40,9 +47,9 @@ class Journal:
         self.journal_path = os.path.join(gdir, f"rank{rank}.journal")
         self.regions_path = os.path.join(gdir, f"rank{rank}.regions")
         self.dtype = shape.row_dtype
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
-        self._rfd = os.open(self.regions_path, flags, 0o644)
-        self._jfd = os.open(self.journal_path, flags, 0o644)
+        self._rfd = self._jfd = None
+        self._pending = ([], []) if defer else None  # (regions bytes, journal frames) not yet written
+        self.pending_bytes = 0
         self.rows_written = 0
         self.records = 0
         self._dirty = False
@@ -50,7 +57,43 @@ class Journal:
                "rank": self.rank, "N": shape.N, "k": shape.k, "L": shape.L, "d": shape.d,
                "item_floats": shape.item_floats, "row_bytes": self.dtype.itemsize}
         self.broken = False  # a write failed (full disk, I/O error): nothing more is written
-        self._w(self._jfd, _frame(bytes([KIND_HEADER]) + json.dumps(hdr, sort_keys=True).encode()))
+        if not defer:
+            self._open()
+        self._put(1, _frame(bytes([KIND_HEADER]) + json.dumps(hdr, sort_keys=True).encode()))
+
+    def _open(self):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+        self._rfd = os.open(self.regions_path, flags, 0o644)
+        self._jfd = os.open(self.journal_path, flags, 0o644)
+
+    @property
+    def deferred(self) -> bool:
+        """Commits are held in memory: the files do not exist yet."""
+        return self._pending is not None
+
+    def _put(self, which, data):
+        """Append ``data`` to the regions file (``which`` 0) or the journal (1), or hold it."""
+        if self._pending is not None:
+            self._pending[which].append(data)
+            self.pending_bytes += len(data)
+        else:
+            self._w(self._jfd if which else self._rfd, data)
+
+    def materialize(self):
+        """Create the files and write the deferred commits (no-op when not deferred)."""
+        if self._pending is None:
+            return
+        rows, frames = self._pending
+        self._pending = None
+        self.pending_bytes = 0
+        try:
+            self._open()
+        except OSError as exc:
+            self.broken = True
+            raise OSError(exc.errno, f"cannot write the checkpoint ({exc.strerror})", exc.filename) from None
+        if rows:
+            self._w(self._rfd, b"".join(rows))
+        self._w(self._jfd, b"".join(frames))
 
     def _w(self, fd, data, sync=False):
         """Write (or fsync) ``fd``; an OSError names the file and stops all further writes, so
@@ -74,7 +117,7 @@ class Journal:
         if rows is None or len(rows) == 0:
             return off, 0, 0
         data = np.ascontiguousarray(rows, dtype=self.dtype).tobytes()
-        self._w(self._rfd, data)
+        self._put(0, data)
         n = len(rows)
         self.rows_written += n
         self._dirty = True
@@ -91,7 +134,7 @@ class Journal:
         payload = b"".join([_DONE.pack(KIND_DONE, len(d_arr), len(c_arr), len(st), int(row_off), int(n_rows),
                                        int(rows_crc)),
                             d_arr.tobytes(), c_arr.tobytes(), lc.tobytes(), st])
-        self._w(self._jfd, _frame(payload))
+        self._put(1, _frame(payload))
         self.records += 1
         self._dirty = True
 
@@ -121,7 +164,10 @@ class Journal:
         self.append_record(done, children, off, n, crc, layer_counts_delta, stats_delta)
 
     def flush(self, fsync=True):
-        """Make everything durable: fsync the regions then the journal, then a sync marker."""
+        """Make everything durable: fsync the regions then the journal, then a sync marker
+        (deferred commits are written first)."""
+        if self._pending is not None and not self.broken:
+            self.materialize()
         if not self._dirty or self._jfd is None or self.broken:
             return
         if fsync:
@@ -130,17 +176,25 @@ class Journal:
             self._w(self._jfd, _frame(_SYNC.pack(KIND_SYNC, self.rows_written)))
         self._dirty = False
 
-    def close(self, fsync=True):
-        if self._jfd is None:
+    def close(self, fsync=True, discard=False):
+        """Flush (``fsync``) and close.  ``discard``: deferred commits are dropped unwritten."""
+        if self._pending is not None:
+            if discard:
+                self._pending = None
+                self.pending_bytes = 0
+                return
+        if self._jfd is None and (self._pending is None or self.broken):
             return
         try:
             if not self.broken:
-                self.flush(fsync)
+                self.flush(fsync)  # writes the deferred commits first
                 if fsync:
                     self._w(self._jfd, None, sync=True)
         finally:
-            os.close(self._jfd)
-            os.close(self._rfd)
+            self._pending = None
+            for fd in (self._jfd, self._rfd):
+                if fd is not None:
+                    os.close(fd)
             self._jfd = self._rfd = None
 
 

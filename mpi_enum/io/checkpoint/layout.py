@@ -197,6 +197,7 @@ def check_checkpoint_dir(ckdir, expected_meta, resume) -> None:
 
 
 def _fsync_dir(path):
+    """fsync a folder (or a file), quietly."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -209,17 +210,35 @@ def _fsync_dir(path):
         os.close(fd)
 
 
-def _write_atomic(path, data: bytes):
+def _write_atomic(path, data: bytes, sync=True):
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def start_generation(ckdir, generation, meta, roots, shape: Shape, frozen=None) -> str:
-    """Create ``gen{G}`` with roots.npy then meta.json (rank 0, before any work).  Returns the dir."""
+GENERATION_FILES = ("roots.npy", "meta.json")  # in the order they are written
+
+
+def sync_generation(ckdir, generation):
+    """fsync what :func:`start_generation` wrote with ``sync=False`` (its files, in their order,
+    then the folders): afterwards a power loss cannot take the generation back."""
+    gdir = generation_dir(ckdir, generation)
+    for name in GENERATION_FILES:
+        _fsync_dir(os.path.join(gdir, name))  # (a file: the same open and fsync)
+    _fsync_dir(gdir)
+    _fsync_dir(ckdir)
+
+
+def start_generation(ckdir, generation, meta, roots, shape: Shape, frozen=None, sync=True) -> str:
+    """Create ``gen{G}`` with roots.npy then meta.json (rank 0, before any work).  Returns the dir.
+
+    ``sync`` False: no fsync yet (a run that may end before its first checkpoint is due);
+    :func:`sync_generation` does it later.  A killed process loses nothing either way (the
+    files are complete when meta.json appears); only a power loss before the sync could."""
     os.makedirs(ckdir, exist_ok=True)
     gdir = generation_dir(ckdir, generation)
     os.makedirs(gdir, exist_ok=False)
@@ -227,13 +246,14 @@ def start_generation(ckdir, generation, meta, roots, shape: Shape, frozen=None) 
 
     bio = io.BytesIO()
     np.save(bio, encode_items(roots, shape), allow_pickle=False)
-    _write_atomic(os.path.join(gdir, "roots.npy"), bio.getvalue())
+    _write_atomic(os.path.join(gdir, "roots.npy"), bio.getvalue(), sync)
     m = dict(meta)
     m.update(generation=int(generation), frozen=frozen, n_roots=len(roots),
              created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    _write_atomic(os.path.join(gdir, "meta.json"), json.dumps(m, sort_keys=True, indent=1).encode())
-    _fsync_dir(gdir)
-    _fsync_dir(ckdir)
+    _write_atomic(os.path.join(gdir, "meta.json"), json.dumps(m, sort_keys=True, indent=1).encode(), sync)
+    if sync:
+        _fsync_dir(gdir)
+        _fsync_dir(ckdir)
     return gdir
 
 
