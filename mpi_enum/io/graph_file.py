@@ -19,7 +19,7 @@ import shutil
 import numpy as np
 
 from ..errors import OutputError
-from .outfile import install, io_problem, new_temp, unlink_quietly
+from .outfile import install_agreed, io_problem, new_temp, unlink_quietly
 from .results import FORMAT_VERSION, _write_rows, h5py_has_mpi
 from .write_failure import fail
 
@@ -98,19 +98,7 @@ def write_geometry(src, dst, comm, parts, attrs, replace):
             comm.Barrier()
     except BaseException as exc:
         fail(fail_comm, f, tmp, dst, exc, f"; {src} is unchanged")
-    err = None
-    if rank == 0:
-        try:
-            install(tmp, dst, replace)
-        except OutputError as exc:
-            err = str(exc)
-        except OSError as exc:
-            err = f"{dst}: cannot write the result ({io_problem(exc)}); {src} is unchanged"
-            unlink_quietly(tmp)
-    if size > 1:
-        err = comm.bcast(err, root=0)
-    if err is not None:
-        raise OutputError(err)
+    install_agreed(comm if size > 1 else None, tmp, dst, replace, f"; {src} is unchanged")
     return "mpio-collective" if use_mpio else "serial-ordered"
 
 

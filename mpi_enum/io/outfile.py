@@ -337,6 +337,28 @@ def install(tmp, path, replace):
                       f"replaced (no --force); the result is in {keep}")
 
 
+def install_agreed(comm, tmp, path, replace, note="", trim_first=False):
+    """Rank 0 installs the finished temporary file (:func:`install`; ``trim_first``: :func:`trim`
+    it before); every rank of ``comm`` (None: alone) learns the verdict and raises the same
+    OutputError on a failure (an OSError becomes one naming ``path``, ending in ``note``; the
+    temporary file is removed then)."""
+    err = None
+    if comm is None or comm.rank == 0:
+        try:
+            if trim_first:
+                trim(tmp)
+            install(tmp, path, replace)
+        except OutputError as exc:
+            err = str(exc)
+        except OSError as exc:
+            err = f"{path}: cannot write the result ({io_problem(exc)}){note}"
+            unlink_quietly(tmp)
+    if comm is not None and comm.size > 1:
+        err = comm.bcast(err, root=0)
+    if err is not None:
+        raise OutputError(err)
+
+
 # ----------------------------------------------------------------------------- partial results
 
 def partial_checkpoint(path):

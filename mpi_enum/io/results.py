@@ -79,7 +79,7 @@ from ..errors import OutputError
 from ..phases import NO_PHASES
 from .buffer import BATCH, RegionBuffer
 from .h5small import SmallWriter, overwrite_attr
-from .outfile import install, io_problem, new_temp, reserve, trim, unlink_quietly
+from .outfile import install_agreed, io_problem, new_temp, reserve, unlink_quietly
 from .provenance import software_versions
 from .write_failure import Agreed, fail, injected, pause_for_tests
 
@@ -315,21 +315,10 @@ def write_result(path, comm, meta, buf, stats_local, layer_counts_local, *, stat
     else:
         _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fail, note)
     t_start = time.perf_counter()
-    err = None
-    if rank == 0:
-        try:
-            trim(tmp)
-            install(tmp, path, replace)
-        except OutputError as exc:
-            err = str(exc)
-        except OSError as exc:
-            err = f"{path}: cannot write the result ({io_problem(exc)}){note}"
-            unlink_quietly(tmp)
-    if comm is not None and size > 1:
-        err = comm.bcast(err, root=0)
-    phases.add("write: renamed into place", time.perf_counter() - t_start)
-    if err is not None:
-        raise OutputError(err)
+    try:
+        install_agreed(comm, tmp, path, replace, note, trim_first=True)
+    finally:
+        phases.add("write: renamed into place", time.perf_counter() - t_start)
     return io_mode
 
 
