@@ -12,9 +12,11 @@ of the bench nets, saved as .npz; or a path) over the box ``--box LO HI`` (defau
 size (their open descriptors in /proc) over time; the final collective write's time (the
 ``write`` phases of ``--debug-phases``); then ``info``, ``info --json``, ``verify --samples``,
 ``analyze -o DIR`` (``plot`` applies only to d = 2 results), each a subprocess sampled the same
-way.  Exactness: ``verify`` (every row re-checked, patterns unique, layer counts recomputed,
+way (``verify`` on ``--post-ranks`` ranks, default ``--ranks``).  Exactness: ``verify`` (every row re-checked, patterns unique, layer counts recomputed,
 samples covered) and the same network on a small box enumerated by the engine and by the test
-oracle ``tests/reference_engine.py`` (same patterns and layer counts).  ``--no-run`` only redoes
+oracle ``tests/reference_engine.py`` (same patterns and layer counts), and ``--cells`` random
+first-layer cells of the result (the cells of uniformly drawn rows) enumerated by the oracle on
+the cell: exactly the result's rows with that first-layer pattern.  ``--no-run`` only redoes
 the post-processing of an existing result.  The record: ``benchmarks/results/big_run-<time>.json``.
 """
 from __future__ import annotations
@@ -140,10 +142,12 @@ def _dir_bytes(path):
     return tot
 
 
-def post_commands(out, net, work, samples):
+def post_commands(out, net, work, samples, ranks=1):
     cli = os.path.join(VENV, "mpi-enum")
+    launch = [os.path.join(VENV, "mpiexec"), "-n", str(ranks)] if ranks > 1 else []
+    vname = f"verify --samples {samples}" + (f" on {ranks} ranks" if ranks > 1 else "")
     cmds = {"info": [cli, "info", out], "info --json": [cli, "info", out, "--json"],
-            f"verify --samples {samples}": [cli, "verify", out, net, "--samples", str(samples)],
+            vname: launch + [cli, "verify", out, net, "--samples", str(samples)],
             "analyze -o DIR": [cli, "analyze", out, "-o", os.path.join(work, "analysis")]}
     rep = {}
     for name, cmd in cmds.items():
@@ -155,6 +159,65 @@ def post_commands(out, net, work, samples):
         rep[name] = r
         print(f"{name}: rc {r['rc']}, {r['wall_s']} s, peak RSS {r['peak_rss_mb']} MB", flush=True)
     return rep
+
+
+def subtree_check(out, net, n_cells=12, seed=0):
+    """Random first-layer cells of the result (the cells of uniformly drawn rows): each cell
+    (the box cut by its first-layer signs, a polytope domain) enumerated by the test oracle
+    ``tests/reference_engine.py`` gives exactly the result's rows with that first-layer pattern."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from reference_engine import enumerate_reference
+
+    from mpi_enum.io.reader import load_result
+    from mpi_enum.loaders import load_network
+    from mpi_enum.model.domain import polytope_domain
+    from mpi_enum.model.problem import Problem
+
+    t0 = time.time()
+    network = load_network(net)
+    res = load_result(out, regions=False)
+    w0, d = int(res.widths[0]), res.d
+    nb0 = (w0 + 7) // 8
+    keep = np.uint8((0xFF << (8 - w0 % 8)) & 0xFF) if w0 % 8 else np.uint8(0xFF)
+
+    def prefix(P):
+        q = np.array(P[:, :nb0], np.uint8, copy=True)
+        q[:, -1] &= keep
+        return q
+
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(res.n, size=min(n_cells, res.n), replace=False))
+    import h5py
+
+    with h5py.File(out, "r") as f:
+        picked = prefix(np.stack([f["regions/pattern"][int(r)] for r in rows]))
+    want = {p.tobytes(): set() for p in picked}
+    for _, ch in res.chunks(("pattern",)):  # every row with a picked first-layer pattern
+        pre = prefix(ch["pattern"])
+        for i in np.flatnonzero(np.isin(pre.view(np.dtype((np.void, nb0))).ravel(),
+                                        np.array(list(want), dtype=np.dtype((np.void, nb0))))):
+            want[pre[i].tobytes()].add(ch["pattern"][i].tobytes())
+    W, b = np.asarray(network.weights[0], float), np.asarray(network.biases[0], float)
+    bx_lo, bx_hi = np.asarray(res.spec["lo"], float), np.asarray(res.spec["hi"], float)  # a box run
+    cells = []
+    first_row = {}
+    for r, p in zip(rows, picked):
+        first_row.setdefault(p.tobytes(), int(r))
+    for key, mine in want.items():
+        row = first_row[key]
+        bits = np.unpackbits(np.frombuffer(key, np.uint8), count=w0).astype(bool)
+        sgn = np.where(bits, -1.0, 1.0)  # active: -(W x + b) <= 0; inactive: W x + b <= 0
+        A = np.vstack([sgn[:, None] * W, np.eye(d), -np.eye(d)])
+        rhs = np.concatenate([-sgn * b, bx_hi, -bx_lo])
+        prob = Problem(network, polytope_domain(A, rhs, d), float(res.attrs.get("tol", 1e-9)))
+        ref, _ = enumerate_reference(prob)
+        theirs = {np.packbits(np.frombuffer(bb, np.uint8) if isinstance(bb, bytes) else np.asarray(bb, np.uint8)).tobytes()
+                  for bb, _, _, _ in ref}
+        cells.append({"row": int(row), "rows_in_result": len(mine), "reference_regions": len(theirs),
+                      "same": theirs == mine})
+    return {"what": "random first-layer cells: the result's rows with that first-layer pattern vs the test oracle "
+                    "on the cell (box and first-layer signs as a polytope domain)",
+            "cells": cells, "ok": all(c["same"] for c in cells), "seconds": round(time.time() - t0, 1)}
 
 
 def reference_check(net, box_half):
@@ -199,6 +262,8 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=100000)
     ap.add_argument("--ref-box", type=float, default=0.05, help="half side of the box of the oracle check")
     ap.add_argument("--spill-mb", type=float, default=None, help="mpi-enum run --spill-mb (default: the run's)")
+    ap.add_argument("--post-ranks", type=int, default=None, help="ranks of verify (default --ranks)")
+    ap.add_argument("--cells", type=int, default=12, help="random first-layer cells checked by the oracle")
     ap.add_argument("--no-run", action="store_true")
     ap.add_argument("--no-post", action="store_true")
     ap.add_argument("--tag", default="")
@@ -265,7 +330,7 @@ def main(argv=None):
     if "wall_s_total" in rec:
         rec["regions_per_s"] = round(n / rec["wall_s_total"], 1)
     if not a.no_post:
-        rec["post"] = post_commands(out, net, a.work, a.samples)
+        rec["post"] = post_commands(out, net, a.work, a.samples, ranks=a.post_ranks or a.ranks)
         rec["post_max_peak_rss_mb"] = max(max(r["peak_rss_mb"] or [0]) for r in rec["post"].values())
         rec["plot"] = "not applicable: plot draws 2-D partitions (d = 2 or a --plane result); this is d >= 3"
         try:
@@ -273,6 +338,12 @@ def main(argv=None):
         except Exception as exc:  # the record of the rest is kept
             rec["reference_check"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
         print(f"reference check: {rec['reference_check']}", flush=True)
+        if a.cells > 0:
+            try:
+                rec["subtree_check"] = subtree_check(out, net, n_cells=a.cells)
+            except Exception as exc:
+                rec["subtree_check"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
+            print(f"subtree check: ok {rec['subtree_check']['ok']}", flush=True)
     os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
     path = os.path.join(ROOT, "benchmarks", "results", f"big_run{a.tag}-{time.strftime('%Y%m%d-%H%M%S')}.json")
     with open(path, "w") as fh:

@@ -180,15 +180,13 @@ def main(argv=None):
         from .geometry.command import main as graph_main
 
         return graph_main(args, MPI.COMM_WORLD)
+    if args.command == "verify":  # MPI-parallel over the rows when started on several ranks
+        return _verify_guarded(args)
     try:
         if args.command == "info":
             return cmd_info(args)
         if args.command == "status":
             return cmd_status(args)
-        if args.command == "verify":
-            from .post import verify
-
-            return verify.main(args)
         if args.command == "analyze":
             from .post import analyze
 
@@ -213,6 +211,37 @@ def main(argv=None):
             pass
         return EXIT_OK
     return EXIT_OK
+
+
+def _verify_guarded(args):
+    """``mpi-enum verify`` on every rank of the job (``mpiexec -n P`` shares the rows): bad input
+    is one line from rank 0 and exit 2 on every rank; an unexpected error on one rank prints its
+    traceback and aborts the job, so no rank waits forever in a reduction."""
+    from mpi4py import MPI
+
+    from .post import verify
+
+    comm = MPI.COMM_WORLD
+    try:
+        return verify.main(args, comm if comm.Get_size() > 1 else None)
+    except InputError as exc:
+        if comm.Get_rank() == 0:
+            _err(str(exc))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except BaseException:
+        if comm.Get_size() == 1:
+            raise
+        import traceback
+
+        sys.stderr.write(f"mpi-enum: rank {comm.Get_rank()}: unexpected error in verify, aborting the job:\n")
+        traceback.print_exc()
+        sys.stderr.flush()
+        comm.Abort(1)
+        return 1
 
 
 def cmd_info(args):

@@ -110,7 +110,8 @@ def test_memory_stays_below_the_rows(tmp_path, monkeypatch):
     assert reader.load_result(out, regions=False).n > 10000
     monkeypatch.setattr(verify, "VOLUME_MAX_REGIONS", 0)
     monkeypatch.setattr(verify, "VOLUME_MAX_REGIONS_QHULL", 0)
-    monkeypatch.setattr(verify, "CHUNK", 40)  # verify's per-row geometry: already in chunks
+    monkeypatch.setattr(verify, "CHUNK", 40)  # verify's samples and volumes: already in chunks
+    monkeypatch.setattr(verify, "GEOMETRY_FLOATS", 40 * 32 * 4)  # and its per-row geometry (40 rows)
 
     def peak(fn):
         fn()  # imports and caches first

@@ -164,3 +164,57 @@ def test_cli_exit_codes(d2, tmp_path):
     r = subprocess.run([sys.executable, "-m", "mpi_enum", "verify", str(tmp_path / "junk.h5"), str(net)],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def _svd_rule(A, bits, widths, stored):
+    """The rank rule straight from the SVD of every masked map (the oracle of rank_agreement)."""
+    ok, off = [], 0
+    for l, w in enumerate(widths):
+        M = A[:, off:off + w, :] * bits[:, off:off + w, None]
+        off += w
+        sv = np.linalg.svd(M, compute_uv=False)
+        s0 = sv[:, :1]
+        big = float(s0.max())
+        hi = np.sum(sv > 1e-13 * s0, axis=1)
+        lo = np.sum((sv > 1e-6 * s0) & (sv > 1e-9 * big), axis=1)
+        ok.append((stored[:, l] >= lo) & (stored[:, l] <= hi))
+    return np.stack(ok, axis=1)
+
+
+@pytest.mark.parametrize("k,widths", [(4, [24, 24]), (3, [2, 5]), (40, [6, 9])])
+def test_rank_agreement_equals_the_svd_rule(k, widths):
+    """Gram eigenvalues decide the rank rule where their error bound allows, the SVD elsewhere:
+    on maps built with exact rank deficits, singular values at the rule's thresholds (1e-6 and
+    1e-13 of the largest, 1e-9 of the batch's largest), zero maps and dead rows, and stored
+    ranks off by one either way, the answers equal the SVD's on every row."""
+    from mpi_enum.post.geometry import rank_agreement
+
+    rng = np.random.default_rng(k)
+    n, N = 3000, sum(widths)
+    A = np.empty((n, N, k))
+    true_sv = []
+    off = 0
+    for w in widths:
+        q = min(w, k)
+        U = np.linalg.qr(rng.normal(size=(n, w, w)))[0][:, :, :q]
+        V = np.linalg.qr(rng.normal(size=(n, k, k)))[0][:, :, :q]
+        s = np.sort(rng.uniform(0.5, 2.0, size=(n, q)), axis=1)[:, ::-1]
+        kind = rng.integers(0, 6, size=n)
+        s[kind == 1, -1] = 0.0  # an exact deficit of one
+        s[kind == 2, -1] = s[kind == 2, 0] * 1e-6 * rng.choice([0.5, 1.0, 2.0], size=(kind == 2).sum())
+        s[kind == 3, -1] = s[kind == 3, 0] * 1e-13 * rng.choice([0.5, 1.0, 2.0], size=(kind == 3).sum())
+        s[kind == 4] = 0.0  # a zero map
+        s[kind == 5] *= 1e-9 * rng.choice([0.3, 3.0], size=((kind == 5).sum(), 1))  # near 1e-9 big
+        A[:, off:off + w, :] = np.einsum("niq,nq,njq->nij", U, s, V)
+        true_sv.append(s)
+        off += w
+    bits = np.ones((n, N), np.uint8)
+    bits[rng.random((n, N)) < 0.1] = 0  # masked rows change the maps
+    stored = np.stack([np.sum(s > 1e-9, axis=1) for s in true_sv], axis=1)
+    stored = stored + rng.integers(-1, 2, size=stored.shape)
+    net = argparse.Namespace(hidden_widths=widths)
+    got = rank_agreement(net, None, bits, A, stored)
+    want = _svd_rule(A, bits, widths, stored)
+    assert got.shape == want.shape == (n, len(widths))
+    assert np.array_equal(got, want), np.argwhere(got != want)[:5]
+    assert 0.2 < want.mean() < 0.9  # both verdicts occur

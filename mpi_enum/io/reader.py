@@ -60,20 +60,23 @@ class Result:
     def k(self):
         return self.domain.k if self.domain is not None else self.d
 
-    def chunks(self, names=("pattern", "interior_point", "radius", "affine_rank"), chunk=None):
+    def chunks(self, names=("pattern", "interior_point", "radius", "affine_rank"), chunk=None, part=None):
         """Yield ``(start, {name: rows start .. start + len - 1})`` over the held rows, read from
         the file ``CHUNK_ROWS`` rows at a time (or from memory when the rows are loaded): bounded
-        memory whatever the file's size.  ``affine_rank`` comes as int64, the rest as stored."""
+        memory whatever the file's size.  ``affine_rank`` comes as int64, the rest as stored.
+        ``part = (r, P)``: only the chunks whose index is r modulo P (one process's share)."""
         chunk = int(chunk or CHUNK_ROWS)
+        r, P = part if part is not None else (0, 1)
+        starts = range(r * chunk, self.n, P * chunk)
         if self.packed is not None:
             mem = {"pattern": self.packed, "interior_point": self.points, "radius": self.radius,
                    "affine_rank": self.ranks}
-            for s in range(0, self.n, chunk):
+            for s in starts:
                 yield s, {k: mem[k][s:s + chunk] for k in names}
             return
         with open_result(self.path) as f:
             dsets = {k: f[REGION_DATASETS[k]] for k in names}
-            for s in range(0, self.n, chunk):
+            for s in starts:
                 e = min(self.n, s + chunk)
                 out = {k: np.asarray(ds[self.row_start + s:self.row_start + e]) for k, ds in dsets.items()}
                 if "affine_rank" in out:

@@ -2,11 +2,15 @@
 
 The communicator is always passed in (never ``COMM_WORLD`` at import time).
 
-1. Static partition.  Every rank expands the top of the search tree (the first-layer
-   arrangement, deeper if needed) breadth-first with the same deterministic engine until there
-   are at least ``split_factor * P`` subtrees, then deals them round-robin: item i goes to rank
-   i mod P.  Every rank computes the same partition itself, so no rank waits for another before
-   its first work.  Regions met during this expansion are kept by rank 0 only.
+1. Static partition, in two stages.  Stage 1: every rank expands the top of the search tree
+   (the first-layer arrangement, deeper if needed) breadth-first with the same deterministic
+   engine until there are at least P subtrees, and deals them round-robin: item i goes to rank
+   i mod P (regions met here are kept by rank 0 only).  Stage 2: each rank expands its own share
+   breadth-first until it holds at least ``split_factor`` items (regions met here are its own),
+   and one allreduce gives the totals.  So the replicated part costs about P nodes rather than
+   ``split_factor * P`` (at 4,096 ranks the serial expansion of 65,536 items was the limit of the
+   scaling model, ``benchmarks/SCALING.md``), no rank waits for another before its first work, and
+   each stage is one checkpoint record per rank.  One rank: stage 1 alone, to ``split_factor``.
 2. Each rank enumerates its subtrees depth-first with :class:`mpi_enum.engine.Engine`, in
    budgeted pieces; idle ranks steal the shallowest open subtrees through the RMA queues of
    :mod:`mpi_enum.parallel.rma`, and finished pieces are journaled by :mod:`mpi_enum.io.checkpoint`.
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
+
+import numpy as np
 
 from ..engine import Engine, WorkItem
 from ..io.checkpoint import Checkpoint
@@ -48,6 +54,33 @@ def top_partition(engine, n_parts, factor=16, roots=None, max_steps=100000):
         steps += 1
         queue.extend(engine.explore(item, lambda b, y, r, rk: regions.append((b, y, r, rk)), budget=1))
     return list(queue), regions
+
+
+def _expand_share(eng, share, factor, emit, ck, max_steps=100000):
+    """Stage 2 of the static partition: this rank's items expanded breadth-first until it holds
+    >= ``factor`` (deterministic).  Emits the regions met, commits the expansion as one checkpoint
+    record, passes the credit down.  Returns (items, credit of finished subtrees, regions, first-layer
+    cells)."""
+    queue = deque(share)
+    credit = steps = 0
+    n_reg = [0]
+
+    def count(*reg):
+        n_reg[0] += 1
+        emit(*reg)
+
+    lc0 = eng.stats.layer_counts.copy()
+    while queue and len(queue) < factor and steps < max_steps:
+        item = queue.popleft()
+        steps += 1
+        kids = eng.explore(item, count, budget=1)
+        credit += split_credit(item, kids)
+        queue.extend(kids)
+    items = list(queue)
+    dlc = eng.stats.layer_counts - lc0
+    if share:
+        ck.done(share, items, emit, dlc)  # the stage-1 items done, these open (shared ones cancel)
+    return items, credit, n_reg[0], int(dlc[0])
 
 
 CREDIT = TOTAL_CREDIT  # the whole work, split among the items (progress estimate; exact in float64 and int64)
@@ -134,23 +167,33 @@ def _run(comm, problem, eng, buf, t0, split_factor, progress, skew, budget, budg
         stop = stopper.should_stop
     lc0 = eng.stats.layer_counts.copy()
     t_top = time.perf_counter()
-    items, top_regions = top_partition(eng, size, split_factor, roots=ck.roots)
+    # stage 1, the same on every rank: the top of the tree until there are >= P items (one per
+    # rank; with one rank, all split_factor items)
+    items, top_regions = top_partition(eng, size, split_factor if size == 1 else 1, roots=ck.roots)
     if rank == 0:
         for reg in top_regions:
             emit(*reg)
         if ck.roots:
             ck.done(ck.roots, items, emit, eng.stats.layer_counts - lc0)
-    phases.add("static partition", time.perf_counter() - t_top)
     if rank != 0:
         eng.stats.layer_counts[:] = 0
         eng.stats.regions = 0
-    top_nodes, top_lps = eng.stats.nodes, eng.stats.lps
     deal_credit(items)
-    progress_kw = {"l1": int(eng.stats.layer_counts[0]) if rank == 0 else 0, "old_regions": ck.old_regions}
     if skew:
         mine = list(items) if rank == 0 else []
     else:
         mine = [it for i, it in enumerate(items) if i % size == rank]
+    n_stage1 = len(items)
+    n_static, regions0, l1_0, credit0 = len(items), len(top_regions), int(eng.stats.layer_counts[0]), 0
+    if size > 1:
+        # stage 2, in parallel: each rank expands its own share until it holds >= split_factor items
+        # (the regions met are its own), then one allreduce gives the totals
+        mine, credit0, n_reg2, dl1 = _expand_share(eng, mine, split_factor, emit, ck)
+        n_static, regions0, l1_0 = (int(v) for v in comm.allreduce(
+            np.array([len(mine), n_reg2 + (regions0 if rank == 0 else 0), int(eng.stats.layer_counts[0])], np.int64)))
+    phases.add("static partition", time.perf_counter() - t_top)
+    top_nodes, top_lps = eng.stats.nodes, eng.stats.lps
+    progress_kw = {"l1": l1_0, "old_regions": ck.old_regions}
     rec_words = WorkItem.record_size(problem.k, problem.N)
     t_queues = time.perf_counter()
     if size == 1:
@@ -158,9 +201,11 @@ def _run(comm, problem, eng, buf, t0, split_factor, progress, skew, budget, budg
                           **progress_kw)
         local = []
     else:
-        work = RmaWork(comm, rec_words, problem.k, list(reversed(mine)), len(items), regions0=len(top_regions),
+        work = RmaWork(comm, rec_words, problem.k, list(reversed(mine)), n_static, regions0=regions0,
                        low=low, max_steal=max_steal, progress=progress, seed=seed, log=log, **progress_kw)
         local = list(work.leftover)
+        if credit0:
+            work.done(credit=credit0)  # the subtrees that stage 2 finished
     phases.add("work queues (RMA windows)", time.perf_counter() - t_queues)
     if budget is None:
         # a lone rank also works in budgeted items, so that a checkpoint commits often and a stop
@@ -198,7 +243,7 @@ def _run(comm, problem, eng, buf, t0, split_factor, progress, skew, budget, budg
              "items_given": ws["items_given"], "items_stolen": ws.get("items_stolen", 0),
              "items_explored": n_items, "items_static": len(mine), "poll_seconds": ws["poll_seconds"],
              "polls": ws["polls"] if "polls" in ws else 0, "run_seconds": wall,
-             "top_nodes": top_nodes, "top_lps": top_lps}
+             "top_nodes": top_nodes, "top_lps": top_lps, "static_items_stage1": n_stage1, "static_items_total": n_static}
     reason = (my_reason or "stopped") if stopped else ""
     return {"buffer": buf, "stats": stats, "layer_counts": eng.stats.layer_counts + ck.base_layer_counts(),
             "complete": not stopped, "stopped_reason": reason, "wall_start": t0,

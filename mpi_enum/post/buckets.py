@@ -60,13 +60,17 @@ def n_buckets(n, rows=None):
     return 1 if n <= rows else int(2 * -(-n // rows))
 
 
-def buckets(res, names=("pattern",), rows=None):
+def buckets(res, names=("pattern",), rows=None, part=None):
     """Yield ``(b, B, {name: array, "row": global row indices})`` for each bucket ``b`` of ``B``
     (rows of one first-layer pattern are always in the same bucket; within a bucket rows keep
-    their file order)."""
+    their file order).  ``part = (r, P)``: only the buckets ``b = r mod P`` (one process's share;
+    every process still reads the whole file, but writes and holds only its own buckets)."""
     B = n_buckets(res.n, rows)
+    r, P = part if part is not None else (0, 1)
     w0 = int(res.widths[0]) if res.widths else 0
     if B == 1:
+        if r != 0:
+            return
         parts = {k: [] for k in names}
         for s, ch in res.chunks(tuple(dict.fromkeys(("pattern",) + tuple(names)))):
             for k in names:
@@ -78,7 +82,8 @@ def buckets(res, names=("pattern",), rows=None):
     tmp = tempfile.mkdtemp(prefix="mpi_enum_buckets_")
     try:
         cols = tuple(names) + ("row",)
-        files = {(b, k): open(os.path.join(tmp, f"{b}.{k}"), "wb", buffering=0) for b in range(B) for k in cols}
+        mine = [b for b in range(B) if b % P == r]
+        files = {(b, k): open(os.path.join(tmp, f"{b}.{k}"), "wb", buffering=0) for b in mine for k in cols}
         shapes = {}
         for s, ch in res.chunks(tuple(dict.fromkeys(("pattern",) + tuple(names)))):
             ch["row"] = np.arange(s, s + len(ch["pattern"]), dtype=np.int64)
@@ -88,12 +93,12 @@ def buckets(res, names=("pattern",), rows=None):
             for k in cols:
                 a = np.ascontiguousarray(ch[k][order])
                 shapes[k] = (a.dtype, a.shape[1:])
-                for b in range(B):
+                for b in mine:
                     if cuts[b + 1] > cuts[b]:
                         a[cuts[b]:cuts[b + 1]].tofile(files[(b, k)])
         for fh in files.values():
             fh.close()
-        for b in range(B):
+        for b in mine:
             out = {}
             for k in cols:
                 p = os.path.join(tmp, f"{b}.{k}")

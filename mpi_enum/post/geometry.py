@@ -54,11 +54,18 @@ def region_maps(net, chart, bits, with_output=False):
     ``bits`` (n, N) 0/1 patterns (the masks of the hidden layers).  Returns ``A`` (n, N, k) and
     ``c`` (n, N): neuron j's pre-activation on region i is ``A[i, j] @ u + c[i, j]``.  With
     ``with_output`` also the output layer's map ``(Ao (n, n_out, k), co (n, n_out))``.
+
+    The maps are computed and held coordinate-major, (k, n, N) in memory, so that each layer is
+    one GEMM ``(k n, w1) @ (w1, w2)`` without copies; ``A`` is that array seen as (n, N, k)
+    (``np.moveaxis(A, 2, 0)`` gives the contiguous (k, n, N) array back, as :func:`rank_agreement`
+    does).
     """
     bits = np.asarray(bits)
     n = len(bits)
+    k = chart.k
     Ws, bs = net.normalised().weights, net.normalised().biases  # unit rows: scale-free thresholds
-    M = np.broadcast_to(Ws[0] @ chart.Q, (n,) + (Ws[0].shape[0], chart.k))
+    W0Q = Ws[0] @ chart.Q  # (w0, k)
+    M = np.broadcast_to(W0Q.T[:, None, :], (k, n, W0Q.shape[0]))
     m = np.broadcast_to(Ws[0] @ chart.x0 + bs[0], (n, Ws[0].shape[0]))
     As, cs = [M], [m]
     off = 0
@@ -66,20 +73,17 @@ def region_maps(net, chart, bits, with_output=False):
         w = Ws[l - 1].shape[0]
         mask = bits[:, off:off + w].astype(np.float64)
         off += w
-        Mm = M * mask[:, :, None]
-        mm = m * mask
-        # one large GEMM instead of n small ones: (w2, w1) @ (w1, n*k)
-        w1, k = Mm.shape[1], Mm.shape[2]
-        M = (Ws[l] @ Mm.transpose(1, 0, 2).reshape(w1, n * k)).reshape(-1, n, k).transpose(1, 0, 2)
-        m = mm @ Ws[l].T + bs[l]
+        Mm = M * mask[None, :, :]
+        M = (Mm.reshape(k * n, w) @ Ws[l].T).reshape(k, n, -1)
+        m = (m * mask) @ Ws[l].T + bs[l]
         if l < len(Ws) - 1:
             As.append(M)
             cs.append(m)
-    A = np.concatenate(As, axis=1)
+    A = np.concatenate(As, axis=2)  # (k, n, N)
     c = np.concatenate(cs, axis=1)
     if with_output:
-        return A, c, M, m
-    return A, c
+        return np.moveaxis(A, 0, 2), c, np.moveaxis(M, 0, 2), m
+    return np.moveaxis(A, 0, 2), c
 
 
 def layer_ranks(net, chart, bits, A):
@@ -92,6 +96,126 @@ def layer_ranks(net, chart, bits, A):
         out.append(np.linalg.svd(M, compute_uv=False))
         off += w
     return out
+
+
+RANK_HI, RANK_LO, RANK_ABS = 1e-13, 1e-6, 1e-9  # the rank rule of :func:`rank_agreement`
+CHOL_MAX_Q = 8  # full ranks certified by a vectorised Cholesky up to this Gram size
+
+
+def _cholesky_succeeds(G, tau):
+    """Whether ``G[i] - tau[i] I`` (symmetric, q x q) has a Cholesky factor: every row at once."""
+    n, q = G.shape[0], G.shape[1]
+    Lf = np.zeros_like(G)
+    ok = np.ones(n, bool)
+    for j in range(q):
+        d = G[:, j, j] - tau - np.einsum("ni,ni->n", Lf[:, j, :j], Lf[:, j, :j])
+        ok &= d > 0
+        r = np.sqrt(np.where(d > 0, d, 1.0))
+        Lf[:, j, j] = r
+        for i in range(j + 1, q):
+            Lf[:, i, j] = (G[:, i, j] - np.einsum("ni,ni->n", Lf[:, i, :j], Lf[:, j, :j])) / r
+    return ok
+
+
+def _rank_counts(sv, big):
+    """(lo, hi) rank counts of singular values ``sv`` (n, q), largest first, by the rank rule."""
+    if sv.shape[1] == 0:
+        z = np.zeros(len(sv), int)
+        return z, z
+    s0 = sv[:, :1]
+    hi = np.sum(sv > RANK_HI * s0, axis=1)
+    lo = np.sum((sv > RANK_LO * s0) & (sv > RANK_ABS * big), axis=1)
+    return lo, hi
+
+
+def rank_agreement(net, chart, bits, A, stored):
+    """Which stored affine ranks (n, L) agree with the singular values of the regions' masked maps.
+
+    The rule: with singular values s_1 >= s_2 >= ... of layer l's masked map ``M`` and ``big`` the
+    largest s_1 in the batch, a stored rank r agrees iff ``#{s_i > 1e-6 s_1 and s_i > 1e-9 big}
+    <= r <= #{s_i > 1e-13 s_1}``.
+
+    Decided from the eigenvalues of the small Gram matrix (``M^T M`` or ``M M^T``, q x q with
+    q = min(w, k)) wherever they decide it beyond their error bound (forming the Gram matrix and
+    ``eigvalsh`` together: at most ``(4 p q + q) eps s_1^2`` per eigenvalue, p = max(w, k)), and
+    by the SVD of ``M`` only for the rows where they do not (nearly singular maps whose stored
+    rank sits at the edge of the rule).  Returns a boolean array (n, L): True where it agrees.
+    """
+    n = len(bits)
+    L = len(net.hidden_widths)
+    ok = np.ones((n, L), bool)
+    eps = np.finfo(np.float64).eps
+    Ak = np.moveaxis(A, 2, 0)  # (k, n, N): contiguous for region_maps' A
+    k = Ak.shape[0]
+    off = 0
+    for l, w in enumerate(net.hidden_widths):
+        mask = bits[:, off:off + w].astype(np.float64)
+        Mk = Ak[:, :, off:off + w] * mask[None, :, :]  # (k, n, w)
+        off += w
+        q, p = min(w, k), max(w, k)
+        st = np.asarray(stored[:, l])
+        if q == 0 or n == 0:
+            ok[:, l] = st == 0
+            continue
+        M = np.moveaxis(Mk, 0, 2)  # (n, w, k) view
+        if k <= w:  # G = M^T M, k x k: one dot product over the neurons per pair of coordinates
+            G = np.empty((n, k, k))
+            for a in range(k):
+                for b in range(a, k):
+                    G[:, a, b] = G[:, b, a] = np.einsum("nj,nj->n", Mk[a], Mk[b])
+        else:
+            M = np.ascontiguousarray(M)
+            G = M @ np.swapaxes(M, 1, 2)
+        # full stored ranks: a Cholesky factorisation of G - tau I that succeeds shows that every
+        # eigenvalue exceeds the rule's upper threshold with its error bound (s_1^2 <= trace)
+        G_all = G
+        diag = np.diagonal(G, axis1=1, axis2=2)
+        # the batch's s_1^2 ("big" squared) lies in [max diagonal entry, max trace], widened by the
+        # Gram's error; the eigenvalues of the undecided rows narrow it below
+        big_lo, big_hi = float(diag.max()), float(diag.sum(axis=1).max())
+        rest = np.ones(n, bool)
+        if q <= CHOL_MAX_Q:
+            full = st == q
+            if full.any():
+                tr = np.trace(G[full], axis1=1, axis2=2)
+                tau = (RANK_HI ** 2 + 2.0 * (4.0 * p * q + q) * eps + 8.0 * (q + 1) * eps) * tr
+                good = _cholesky_succeeds(G[full], tau) & (tr > 0)
+                rest[np.flatnonzero(full)[good]] = False
+            if not rest.any():
+                continue
+            G, M, st = G[rest], M[rest], st[rest]
+        e = np.linalg.eigvalsh(G)[:, ::-1]  # (n, q), largest first
+        s0sq = np.maximum(e[:, :1], 0.0)
+        dl = (4.0 * p * q + q) * eps * s0sq  # error bound of every eigenvalue (and of s0sq)
+        if rest.all():
+            big_lo = big_hi = float(s0sq.max())
+        else:
+            big_lo, big_hi = max(big_lo, float(s0sq.max())), big_hi
+        dbig = (4.0 * p * q + q) * eps * big_hi
+
+        def above(t, ref_lo, ref_hi, dref):  # certainly s_i^2 > t ref, and certainly not
+            return e > t * (ref_hi + dref) + dl, e < t * np.maximum(ref_lo - dref, 0.0) - dl
+
+        hi_yes, hi_no = above(RANK_HI ** 2, s0sq, s0sq, dl)
+        lo1_yes, lo1_no = above(RANK_LO ** 2, s0sq, s0sq, dl)
+        lo2_yes, lo2_no = above(RANK_ABS ** 2, big_lo, big_hi, dbig)
+        lo_min = np.sum(lo1_yes & lo2_yes, axis=1)
+        lo_max = np.sum(~(lo1_no | lo2_no), axis=1)
+        hi_min = np.sum(hi_yes, axis=1)
+        hi_max = np.sum(~hi_no, axis=1)
+        zero = s0sq[:, 0] == 0.0  # an exactly zero map: both counts are 0
+        lo_min[zero] = lo_max[zero] = hi_min[zero] = hi_max[zero] = 0
+        sure_ok = (lo_max <= st) & (st <= hi_min)
+        sure_bad = (st < lo_min) | (st > hi_max)
+        undecided = ~(sure_ok | sure_bad)
+        rows = np.flatnonzero(rest)
+        ok[rows, l] = sure_ok
+        if undecided.any():
+            sv = np.linalg.svd(M[undecided], compute_uv=False)
+            bigsq = big_lo if big_lo == big_hi else float(np.linalg.eigvalsh(G_all)[:, -1].max())
+            lo, hi = _rank_counts(sv, float(np.sqrt(max(bigsq, 0.0))))  # big: the batch's s_1
+            ok[rows[undecided], l] = (st[undecided] >= lo) & (st[undecided] <= hi)
+    return ok
 
 
 def region_halfspaces(A, c, bits, chart, i, zero_tol=1e-13, with_index=False):

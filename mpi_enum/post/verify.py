@@ -58,11 +58,12 @@ import numpy as np
 
 from ..io.reader import domain_from_spec, load_result
 from .buckets import buckets, first_layer_hash, packed_prefix_groups
-from .geometry import (Chart, convex_polygon, domain_box_u, layer_ranks,
+from .geometry import (Chart, convex_polygon, domain_box_u, rank_agreement,
                       polygon_area, region_halfspaces, region_maps)
 from ..errors import InputError
 
-CHUNK = 2048
+CHUNK = 2048  # rows per chunk of the samples' forward passes and of the volume check
+GEOMETRY_FLOATS = 4_000_000  # the row-by-row checks' chunks: about this many floats of affine maps
 VOLUME_RTOL = 1e-6
 VOLUME_MAX_K = 6  # the volume-sum oracle up to this domain dimension (qhull per region)
 VOLUME_MAX_REGIONS = 2_000_000  # and up to this many regions for k <= 3 (polygons; qhull at k = 3)
@@ -95,9 +96,74 @@ def _fmt_int(v):
     return f"{int(v):,}"
 
 
-def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
-    """Run all checks; return the list of :class:`Check`.  Raises InputError for bad input."""
+class _Share:
+    """This process's share of the rows and the reductions over the job (``comm`` None: serial).
+
+    The row-by-row checks and the bucket pass are split (chunks and buckets by index modulo the
+    job's size); the rest (layout of small datasets, the samples, the volumes of small results)
+    is repeated on every rank.  Every rank returns the same checks."""
+
+    def __init__(self, comm):
+        self.comm = comm if comm is not None and comm.Get_size() > 1 else None
+        self.part = (self.comm.Get_rank(), self.comm.Get_size()) if self.comm else None
+
+    def sum(self, *vals):
+        if self.comm is None:
+            return vals if len(vals) > 1 else vals[0]
+        out = tuple(self.comm.allreduce(v) for v in vals)
+        return out if len(out) > 1 else out[0]
+
+    def sum_list(self, vals):
+        if self.comm is None:
+            return list(vals)
+        return [int(v) for v in self.comm.allreduce(np.asarray(vals, np.int64))]
+
+    def min(self, v):
+        if self.comm is None:
+            return v
+        from mpi4py import MPI
+
+        return self.comm.allreduce(v, op=MPI.MIN)
+
+    def first(self, d):
+        """Merge {key: first bad row} over the ranks (the smallest row of each key)."""
+        if self.comm is None:
+            return d
+        out = {}
+        for part in self.comm.allgather(d):
+            for key, row in part.items():
+                out[key] = min(row, out.get(key, row))
+        return out
+
+    def any(self, mask):
+        if self.comm is None:
+            return mask
+        from mpi4py import MPI
+
+        got = np.zeros(len(mask), np.int8)
+        self.comm.Allreduce(mask.astype(np.int8), got, op=MPI.MAX)
+        return got.astype(bool)
+
+    def concat(self, items):
+        if self.comm is None:
+            return items
+        return [x for part in self.comm.allgather(items) for x in part]
+
+
+def geometry_chunk(N, k):
+    """Rows per chunk of the row-by-row checks: about GEOMETRY_FLOATS floats of affine maps
+    (rows x N x k), at most 16,384 rows."""
+    return int(min(16384, max(1, GEOMETRY_FLOATS // max(1, N * max(k, 1)))))
+
+
+def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=None):
+    """Run all checks; return the list of :class:`Check`.  Raises InputError for bad input.
+
+    ``comm``: an MPI communicator to share the rows among its ranks (every rank calls this and
+    gets the same checks); None or one rank: serial."""
     from ..loaders import load_network
+
+    share = _Share(comm)
 
     res = load_result(res_path, regions=False)  # the rows are streamed (Result.chunks, buckets)
     net = load_network(net_path)
@@ -118,11 +184,12 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
         problems.append(f"/layers/n_regions has shape {res.layer_counts.shape}, expected ({L},)")
     pad = ((N + 7) // 8) * 8 - N
     bad_pad = nonfinite = bad_radius = 0
-    for _, ch in res.chunks(("pattern", "interior_point", "radius")):
+    for _, ch in res.chunks(("pattern", "interior_point", "radius"), part=share.part):
         if pad and len(ch["pattern"]):
             bad_pad += int(np.any(ch["pattern"][:, -1] & np.uint8((1 << pad) - 1)))
         nonfinite += int(np.any(~np.isfinite(ch["interior_point"])))
         bad_radius += int(np.sum(~(ch["radius"] > 0)))
+    bad_pad, nonfinite, bad_radius = share.sum(bad_pad, nonfinite, bad_radius)
     if bad_pad:
         problems.append("non-zero padding bits in /regions/pattern")
     if nonfinite:
@@ -178,7 +245,7 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
     # pass over the first-layer buckets, the distinct prefixes of every layer and which sampled
     # patterns are present)
     sampled = _sample_patterns(res, net, samples, seed) if samples and samples > 0 else None
-    dup, dup_rows, counts, present = _bucket_pass(res, sampled)
+    dup, dup_rows, counts, present = _bucket_pass(res, sampled, share)
     add("patterns unique", dup == 0, f"{dup} duplicate rows (first at rows {dup_rows})" if dup else
         f"{_fmt_int(n)} distinct patterns")
 
@@ -191,7 +258,7 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
     first_bad = {}
     worst_margin = np.inf
     xscale = max(1.0, float(np.abs(dom.x0).max()) if dom.x0.size else 1.0) + smax
-    for s, ch in res.chunks(chunk=CHUNK):
+    for s, ch in res.chunks(chunk=geometry_chunk(N, chart.k), part=share.part):
         bits = np.unpackbits(ch["pattern"], axis=1, count=N)
         X = ch["interior_point"].astype(np.float64)
         r = ch["radius"].astype(np.float64)
@@ -221,7 +288,8 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
         Z, Zs = _forward_abs(net.normalised(), X)
         zslack = 1e-10 * Zs + 1e-300
         A, c = region_maps(net, chart, bits)
-        g = np.linalg.norm(A, axis=2)
+        Ak = np.moveaxis(A, 2, 0)  # (k, n, N), contiguous
+        g = np.sqrt(np.einsum("knj,knj->nj", Ak, Ak))
         rg = np.where(g > 0, np.where(np.isfinite(r), r, np.inf)[:, None] * g, 0.0)
         deficit = rg - np.abs(Z)
         allow = g * (1e-6 * np.where(np.isfinite(r), r, 0.0)[:, None] + lp_slack) + zslack
@@ -233,20 +301,14 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None):
             ratio = np.where(rg > 0, np.abs(Z) / rg, np.inf)
         worst_margin = min(worst_margin, float(ratio.min()) if ratio.size else np.inf)
         # ranks
-        svals = layer_ranks(net, chart, bits, A)
-        for l, sv in enumerate(svals):
-            if sv.shape[1] == 0:
-                lo_r = hi_r = np.zeros(len(sv), int)
-            else:
-                s0 = sv[:, :1]
-                big = float(s0.max()) if len(s0) else 0.0
-                hi_r = np.sum(sv > 1e-13 * s0, axis=1)
-                lo_r = np.sum((sv > 1e-6 * s0) & (sv > 1e-9 * big), axis=1)
-            st = ch["affine_rank"][:, l]
-            br = (st < lo_r) | (st > hi_r)
-            bad_rank += int(br.sum())
-            if br.any():
-                first_bad.setdefault("rank", s + int(np.argmax(br)))
+        agree = rank_agreement(net, chart, bits, A, ch["affine_rank"])
+        br = ~agree.all(axis=1)
+        bad_rank += int((~agree).sum())
+        if br.any():
+            first_bad.setdefault("rank", s + int(np.argmax(br)))
+    bad_hull, bad_dom, bad_pat, bad_margin, bad_rank = share.sum(bad_hull, bad_dom, bad_pat, bad_margin, bad_rank)
+    worst_margin = share.min(worst_margin)
+    first_bad = share.first(first_bad)
     if chart.k < res.d:
         add("points on domain hull", bad_hull == 0, f"{bad_hull} interior points off the domain's affine hull"
             if bad_hull else f"all {_fmt_int(n)} points on the {chart.k}-dimensional slice")
@@ -308,7 +370,7 @@ def _sample_patterns(res, net, samples, seed):
     return X, P, pv
 
 
-def _bucket_pass(res, sampled):
+def _bucket_pass(res, sampled, share):
     """One pass over the first-layer buckets (:mod:`mpi_enum.post.buckets`): duplicate rows (count,
     first five rows), the distinct prefixes of every layer, and which sampled patterns are rows."""
     L, off = res.L, res.offsets
@@ -316,7 +378,7 @@ def _bucket_pass(res, sampled):
     present = np.zeros(len(sampled[2]) if sampled is not None else 0, bool)
     w0 = int(res.widths[0]) if L else 0
     skey = None
-    for b, B, bk in buckets(res, ("pattern",)):
+    for b, B, bk in buckets(res, ("pattern",), part=share.part):
         P = bk["pattern"]
         if len(P) == 0:
             continue
@@ -331,7 +393,9 @@ def _bucket_pass(res, sampled):
                 skey = first_layer_hash(sampled[1], w0) % np.uint64(B)
             mine = skey == np.uint64(b)
             present[mine] = np.isin(sampled[2][mine], v)
-    return dup, sorted(dup_rows)[:5], counts, present
+    dup = share.sum(dup)
+    counts = share.sum_list(counts)
+    return dup, sorted(share.concat(dup_rows))[:5], counts, share.any(present)
 
 
 def _sample_check(res, net, chart, samples, seed, tol, sampled, present):
@@ -470,13 +534,14 @@ def format_table(checks):
     return "\n".join(lines)
 
 
-def main(args) -> int:
+def main(args, comm=None) -> int:
     samples = getattr(args, "samples", 100000)
     samples = 100000 if samples is None else int(samples)
     if samples < 0:
         raise InputError(f"--samples must be >= 0, got {samples}")
     seed = getattr(args, "seed", 0) or 0
-    checks = verify_result(args.out_h5, args.network, samples=samples, seed=seed)
-    print(format_table(checks))
-    sys.stdout.flush()
+    checks = verify_result(args.out_h5, args.network, samples=samples, seed=seed, comm=comm)
+    if comm is None or comm.Get_rank() == 0:
+        print(format_table(checks))
+        sys.stdout.flush()
     return 0 if all(c.status != "FAIL" for c in checks) else 1

@@ -202,3 +202,30 @@ def test_write_result_serial_ordered_matches_collective(tmp_path_factory, monkey
         if len(contents) == 2:
             assert set(contents[0]) == set(contents[1])
     comm.Barrier()
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("factor", [3, 8])
+def test_static_partition_in_two_stages(factor):
+    """The replicated stage expands only to about one item per rank; each rank then expands its
+    own share to >= split_factor items (regions of the expansion emitted by their rank only):
+    the same patterns and layer counts as the serial engine, and the totals agree."""
+    from mpi_enum.parallel.driver import run_dynamic
+
+    comm = _comm()
+    prob = problem(3, (10, 10), 5)
+    want, want_lc = serial_patterns(prob)
+    res = run_dynamic(comm, prob, split_factor=factor)
+    got, lc = gathered_patterns(comm, res)
+    assert got == want and lc.tolist() == want_lc.tolist()
+    st = res["stats"]
+    stage1 = comm.allgather(st["static_items_stage1"])
+    assert len(set(stage1)) == 1
+    if comm.size == 1:
+        assert stage1[0] >= factor
+    else:
+        assert comm.size <= stage1[0] <= comm.size + 2  # not split_factor * P
+        assert st["items_static"] >= factor  # this rank's own share, expanded by itself
+        assert comm.allreduce(st["items_static"]) == st["static_items_total"]
+    res["buffer"].close()
