@@ -174,14 +174,16 @@ def main(argv=None):
         return EXIT_BAD_INPUT
     if args.command == "run":
         return _run_guarded(args, argv)
-    if args.command == "graph":  # MPI-parallel over the regions, on every rank of the job
+    if args.command in ("graph", "verify"):  # on every rank of the job: mpiexec -n P shares the work
         from mpi4py import MPI
 
         from .geometry.command import main as graph_main
-
-        return graph_main(args, MPI.COMM_WORLD)
-    if args.command == "verify":  # MPI-parallel over the rows when started on several ranks
-        return _verify_guarded(args)
+        from .post import verify
+        from .post.share import run_on_every_rank
+        w = MPI.COMM_WORLD
+        if args.command == "graph":
+            return graph_main(args, w)
+        return run_on_every_rank(lambda: verify.main(args, w if w.Get_size() > 1 else None), w)
     try:
         if args.command == "info":
             return cmd_info(args)
@@ -211,37 +213,6 @@ def main(argv=None):
             pass
         return EXIT_OK
     return EXIT_OK
-
-
-def _verify_guarded(args):
-    """``mpi-enum verify`` on every rank of the job (``mpiexec -n P`` shares the rows): bad input
-    is one line from rank 0 and exit 2 on every rank; an unexpected error on one rank prints its
-    traceback and aborts the job, so no rank waits forever in a reduction."""
-    from mpi4py import MPI
-
-    from .post import verify
-
-    comm = MPI.COMM_WORLD
-    try:
-        return verify.main(args, comm if comm.Get_size() > 1 else None)
-    except InputError as exc:
-        if comm.Get_rank() == 0:
-            _err(str(exc))
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return EXIT_OK
-    except BaseException:
-        if comm.Get_size() == 1:
-            raise
-        import traceback
-
-        sys.stderr.write(f"mpi-enum: rank {comm.Get_rank()}: unexpected error in verify, aborting the job:\n")
-        traceback.print_exc()
-        sys.stderr.flush()
-        comm.Abort(1)
-        return 1
 
 
 def cmd_info(args):

@@ -58,6 +58,7 @@ import numpy as np
 
 from ..io.reader import domain_from_spec, load_result
 from .buckets import buckets, first_layer_hash, packed_prefix_groups
+from .share import Share
 from .geometry import (Chart, convex_polygon, domain_box_u, rank_agreement,
                       polygon_area, region_halfspaces, region_maps)
 from ..errors import InputError
@@ -96,60 +97,6 @@ def _fmt_int(v):
     return f"{int(v):,}"
 
 
-class _Share:
-    """This process's share of the rows and the reductions over the job (``comm`` None: serial).
-
-    The row-by-row checks and the bucket pass are split (chunks and buckets by index modulo the
-    job's size); the rest (layout of small datasets, the samples, the volumes of small results)
-    is repeated on every rank.  Every rank returns the same checks."""
-
-    def __init__(self, comm):
-        self.comm = comm if comm is not None and comm.Get_size() > 1 else None
-        self.part = (self.comm.Get_rank(), self.comm.Get_size()) if self.comm else None
-
-    def sum(self, *vals):
-        if self.comm is None:
-            return vals if len(vals) > 1 else vals[0]
-        out = tuple(self.comm.allreduce(v) for v in vals)
-        return out if len(out) > 1 else out[0]
-
-    def sum_list(self, vals):
-        if self.comm is None:
-            return list(vals)
-        return [int(v) for v in self.comm.allreduce(np.asarray(vals, np.int64))]
-
-    def min(self, v):
-        if self.comm is None:
-            return v
-        from mpi4py import MPI
-
-        return self.comm.allreduce(v, op=MPI.MIN)
-
-    def first(self, d):
-        """Merge {key: first bad row} over the ranks (the smallest row of each key)."""
-        if self.comm is None:
-            return d
-        out = {}
-        for part in self.comm.allgather(d):
-            for key, row in part.items():
-                out[key] = min(row, out.get(key, row))
-        return out
-
-    def any(self, mask):
-        if self.comm is None:
-            return mask
-        from mpi4py import MPI
-
-        got = np.zeros(len(mask), np.int8)
-        self.comm.Allreduce(mask.astype(np.int8), got, op=MPI.MAX)
-        return got.astype(bool)
-
-    def concat(self, items):
-        if self.comm is None:
-            return items
-        return [x for part in self.comm.allgather(items) for x in part]
-
-
 def geometry_chunk(N, k):
     """Rows per chunk of the row-by-row checks: about GEOMETRY_FLOATS floats of affine maps
     (rows x N x k), at most 16,384 rows."""
@@ -163,7 +110,7 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=Non
     gets the same checks); None or one rank: serial."""
     from ..loaders import load_network
 
-    share = _Share(comm)
+    share = Share(comm)
 
     res = load_result(res_path, regions=False)  # the rows are streamed (Result.chunks, buckets)
     net = load_network(net_path)
