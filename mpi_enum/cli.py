@@ -136,7 +136,7 @@ def build_parser():
                     help="write a new file (default: add to OUT.h5, replaced atomically)")
     gr.add_argument("--force", action="store_true", help="replace an existing -o file")
     gr.add_argument("--vertices", action="store_true",
-                    help="also every region's vertices and exact volume (bounded domains of dimension <= 6)")
+                    help="also every region's vertices and exact volume (bounded domains of dimension <= 8)")
     gr.add_argument("--seed", type=int, default=0, help="seed of the random rays of the facet certificates")
 
     c = sub.add_parser("convert", help="convert an .onnx/.pt/.pth/.nnet model to .npz")

@@ -262,3 +262,50 @@ def test_coincident_hyperplanes_make_one_edge_named_by_the_lower_neuron(tmp_path
     assert across and all(got[e] == 1 for e in across)
     V, n_box = orc.euler_vertices_and_boundary_edges(polys, lo, hi)
     assert V - (len(got) + n_box) + len(polys) == 1
+
+
+def test_polytope_volume_on_shapes_with_known_volumes():
+    """The recursion over faces against closed forms: cubes (2^k), simplices (1/k!),
+    cross-polytopes (2^k/k!) and a square pyramid (an apex on four facets: not simple)."""
+    from math import factorial
+    from itertools import product
+
+    from mpi_enum.geometry.volume import polytope_volume
+
+    for k in range(1, 8):
+        H, g = np.vstack([np.eye(k), -np.eye(k)]), np.ones(2 * k)
+        V = np.array(list(product([-1.0, 1.0], repeat=k)))
+        assert abs(polytope_volume(V, H, g) - 2.0 ** k) <= 1e-12 * 2.0 ** k
+        H, g = np.vstack([-np.eye(k), np.ones((1, k))]), np.concatenate([np.zeros(k), [1.0]])
+        V = np.vstack([np.zeros(k), np.eye(k)])
+        assert abs(polytope_volume(V, H, g) - 1.0 / factorial(k)) <= 1e-12 / factorial(k)
+        if k <= 5:
+            H = np.array(list(product([-1.0, 1.0], repeat=k)))
+            V = np.vstack([np.eye(k), -np.eye(k)])
+            want = 2.0 ** k / factorial(k)
+            assert abs(polytope_volume(V, H, np.ones(len(H))) - want) <= 1e-12 * want
+    # square pyramid: base [-1, 1]^2 at z = 0, apex (0, 0, 2): volume 4 * 2 / 3
+    V = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0], [0, 0, 2]], float)
+    H = np.array([[0, 0, -1], [2, 0, 1], [-2, 0, 1], [0, 2, 1], [0, -2, 1]], float)
+    g = np.array([0, 2, 2, 2, 2], float)
+    assert abs(polytope_volume(V, H, g) - 8.0 / 3.0) <= 1e-12
+
+
+@pytest.mark.parametrize("d,widths,seed", [(7, [3, 2], 7), (8, [2, 2], 8)])
+def test_volumes_sum_to_the_box_in_dimension_7_and_8(tmp_path, d, widths, seed):
+    """Above qhull's hull (k > 6) the volumes come from the recursion over faces: they sum to the
+    box's volume, every region's vertices satisfy its rows, and the vertices span the region."""
+    net, res, s = _graph_file(tmp_path, [d] + widths + [2], seed, vertices=True)
+    Ws, bs, _, _ = load_npz_arrays(net)
+    r = read_result(res)
+    lo, hi = -np.ones(d), np.ones(d)
+    with h5py.File(res, "r") as f:
+        vol = f["regions/volume"][()]
+        off = f["vertices/offset"][()]
+        pts = f["vertices/points"][()]
+    assert len(vol) == r.bits.shape[0] >= 3
+    assert abs(vol.sum() - 2.0 ** d) <= 1e-6 * 2.0 ** d
+    assert np.all(vol > 0) and np.all(np.diff(off) >= d + 1)
+    for i in range(len(vol)):
+        Hn, H0, _ = orc.region_rows(Ws, bs, r.bits[i], lo, hi)
+        assert np.all(pts[off[i]:off[i + 1]] @ Hn.T + H0 <= 1e-9)

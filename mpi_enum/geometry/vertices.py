@@ -3,19 +3,23 @@
 A region ``{H u <= g}`` (domain coordinates ``u``, input units) with a point ``u0`` strictly
 inside: its vertices are qhull's halfspace intersection (:class:`scipy.spatial.HalfspaceIntersection`,
 dual convex hull), merged where qhull returns one vertex several times (a vertex on more than
-k hyperplanes), and its k-volume is the convex hull's (:class:`scipy.spatial.ConvexHull`, a
-triangulation summed exactly in floating point).  k = 1: the interval's two ends and length.
-Up to ``MAX_VERTEX_DIM`` = 6: qhull's convex hull of a region triangulates its boundary, which
-grows exponentially with k (an 8-dimensional net 8 -> 4 -> 3 did not finish in 10 minutes:
-measured), so larger k is refused with a clear error rather than left to hang.
+k hyperplanes).  Its k-volume: up to k = 6 the convex hull's (:class:`scipy.spatial.ConvexHull`,
+a triangulation summed exactly in floating point), and wherever qhull's hull fails (it can, on
+the many coplanar vertices of a 6-dimensional region) or k >= 7, the recursion over faces of
+:mod:`mpi_enum.geometry.volume` (no triangulation: qhull's hull of an 8-dimensional region
+did not finish in 10 minutes; the recursion takes seconds).  k = 1: the interval's two ends and
+length.  Up to ``MAX_VERTEX_DIM`` = 8 (the face count, and so the time, grows about as 3^k).
 
-May import: numpy, scipy.
+May import: numpy, scipy, :mod:`mpi_enum.geometry.volume`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-MAX_VERTEX_DIM = 6
+from .volume import polytope_volume
+
+MAX_VERTEX_DIM = 8
+HULL_MAX_DIM = 6  # qhull's convex hull up to this k, the recursion over faces above
 MERGE_REL = 1e-10  # vertices closer than this (relative to the region's extent) are one
 
 
@@ -69,8 +73,13 @@ def region_vertices(H, g, u0):
         if (V @ H.T - g).max() > 1e-9 * max(ext, 1e-300):
             why = "a vertex outside the region"
             continue
+        if k <= HULL_MAX_DIM:
+            try:
+                return V, float(ConvexHull(V).volume)
+            except QhullError as exc:
+                why = str(exc).splitlines()[0] if str(exc) else why
         try:
-            return V, float(ConvexHull(V).volume)
-        except QhullError as exc:
-            why = str(exc).splitlines()[0] if str(exc) else why
+            return V, polytope_volume(V, H, g)
+        except ValueError as exc:
+            why = str(exc)
     raise ValueError(f"qhull: {why}")
