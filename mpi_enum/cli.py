@@ -112,14 +112,14 @@ def build_parser():
     stat.add_argument("out_h5", metavar="OUT.h5", help="the run's -o path")
 
     i = sub.add_parser("info", help="summary of a result file")
-    i.add_argument("out_h5", metavar="OUT.h5")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("out_h5", metavar="OUT.h5"), i.add_argument("--json", action="store_true")
 
     v = sub.add_parser("verify", help="independent checks of a result file")
     v.add_argument("out_h5", metavar="OUT.h5")
     v.add_argument("network", metavar="NETWORK")
     v.add_argument("--samples", type=int, default=100000)
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--progress", type=float, metavar="S", default=None, help="print progress every S seconds")
 
     a = sub.add_parser("analyze", help="per-layer counts; affine-map rank versus further partitioning")
     a.add_argument("out_h5", metavar="OUT.h5")

@@ -218,3 +218,13 @@ def test_rank_agreement_equals_the_svd_rule(k, widths):
     assert got.shape == want.shape == (n, len(widths))
     assert np.array_equal(got, want), np.argwhere(got != want)[:5]
     assert 0.2 < want.mean() < 0.9  # both verdicts occur
+
+
+def test_progress_lines_go_to_stderr(d2, capsys, monkeypatch):
+    t, net, out = d2
+    monkeypatch.setattr(verify, "GEOMETRY_FLOATS", 16 * 16 * 2)  # 16-row chunks: several lines
+    args = argparse.Namespace(out_h5=str(out), network=str(net), samples=500, seed=0, progress=1e-9)
+    assert verify.main(args) == 0
+    cap = capsys.readouterr()
+    assert "rows checked" in cap.err and "patterns: uniqueness" in cap.err
+    assert "rows checked" not in cap.out and "verify: PASSED" in cap.out

@@ -8,6 +8,7 @@ May import: numpy.  No MPI import: the communicator is handed in (None: one proc
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -26,6 +27,10 @@ class Share:
     def __init__(self, comm):
         self.comm = comm if comm is not None and comm.Get_size() > 1 else None
         self.part = (self.comm.Get_rank(), self.comm.Get_size()) if self.comm else None
+
+    def ticker(self, every, name):
+        """A progress reporter (:class:`_Ticker`); ``every`` None or 0: silent."""
+        return _Ticker(every, name, self.part[0] if self.part else 0, self.part[1] if self.part else 1)
 
     def sum(self, *vals):
         if self.comm is None:
@@ -63,6 +68,32 @@ class Share:
             return items
         return [x for part in self.comm.allgather(items) for x in part]
 
+
+
+class _Ticker:
+    """Progress lines of a long post-processing pass on stderr: rank 0 only, at most one every
+    ``every`` seconds; rows are rank 0's share times the ranks (the shares are equal chunks)."""
+
+    def __init__(self, every, name, rank, size):
+        self.every, self.name, self.on, self.size = every, name, bool(every) and rank == 0, size
+        self.t0 = self.last = time.perf_counter()
+        self.done = 0
+
+    def say(self, what):
+        if self.on:
+            say(f"mpi-enum {self.name}: {time.perf_counter() - self.t0:8.1f} s  {what}", sys.stderr)
+
+    def rows(self, n_chunk, n_total):
+        now = time.perf_counter()
+        if self.done == 0:  # the rate counts from the first chunk of this pass
+            self.t_rows = self.last = now
+        self.done += n_chunk
+        if self.on and now - self.last >= self.every:
+            self.last = now
+            est = min(self.done * self.size, n_total)
+            rate = est / max(now - self.t_rows, 1e-9)
+            left = (n_total - est) / max(rate, 1e-9)
+            self.say(f"rows checked ~{est} of {n_total}  {rate:.0f} rows/s  ~{left:.0f} s left")
 
 
 def run_on_every_rank(fn, comm):

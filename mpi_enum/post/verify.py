@@ -103,14 +103,16 @@ def geometry_chunk(N, k):
     return int(min(16384, max(1, GEOMETRY_FLOATS // max(1, N * max(k, 1)))))
 
 
-def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=None):
+def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=None, progress=None):
     """Run all checks; return the list of :class:`Check`.  Raises InputError for bad input.
 
     ``comm``: an MPI communicator to share the rows among its ranks (every rank calls this and
-    gets the same checks); None or one rank: serial."""
+    gets the same checks); None or one rank: serial.  ``progress``: seconds between progress
+    lines of the row-by-row checks on stderr (rank 0; its share times the ranks)."""
     from ..loaders import load_network
 
     share = Share(comm)
+    tick = share.ticker(progress, "verify")
 
     res = load_result(res_path, regions=False)  # the rows are streamed (Result.chunks, buckets)
     net = load_network(net_path)
@@ -192,6 +194,7 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=Non
     # pass over the first-layer buckets, the distinct prefixes of every layer and which sampled
     # patterns are present)
     sampled = _sample_patterns(res, net, samples, seed) if samples and samples > 0 else None
+    tick.say("patterns: uniqueness, prefixes per layer and the samples, by first-layer bucket")
     dup, dup_rows, counts, present = _bucket_pass(res, sampled, share)
     add("patterns unique", dup == 0, f"{dup} duplicate rows (first at rows {dup_rows})" if dup else
         f"{_fmt_int(n)} distinct patterns")
@@ -206,6 +209,7 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=Non
     worst_margin = np.inf
     xscale = max(1.0, float(np.abs(dom.x0).max()) if dom.x0.size else 1.0) + smax
     for s, ch in res.chunks(chunk=geometry_chunk(N, chart.k), part=share.part):
+        tick.rows(len(ch["pattern"]), n)
         bits = np.unpackbits(ch["pattern"], axis=1, count=N)
         X = ch["interior_point"].astype(np.float64)
         r = ch["radius"].astype(np.float64)
@@ -487,7 +491,8 @@ def main(args, comm=None) -> int:
     if samples < 0:
         raise InputError(f"--samples must be >= 0, got {samples}")
     seed = getattr(args, "seed", 0) or 0
-    checks = verify_result(args.out_h5, args.network, samples=samples, seed=seed, comm=comm)
+    checks = verify_result(args.out_h5, args.network, samples=samples, seed=seed, comm=comm,
+                           progress=getattr(args, "progress", None))
     if comm is None or comm.Get_rank() == 0:
         print(format_table(checks))
         sys.stdout.flush()
