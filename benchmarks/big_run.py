@@ -147,7 +147,7 @@ def post_commands(out, net, work, samples, ranks=1):
     launch = [os.path.join(VENV, "mpiexec"), "-n", str(ranks)] if ranks > 1 else []
     vname = f"verify --samples {samples}" + (f" on {ranks} ranks" if ranks > 1 else "")
     cmds = {"info": [cli, "info", out], "info --json": [cli, "info", out, "--json"],
-            vname: launch + [cli, "verify", out, net, "--samples", str(samples)],
+            vname: launch + [cli, "verify", out, net, "--samples", str(samples), "--progress", "60"],
             "analyze -o DIR": [cli, "analyze", out, "-o", os.path.join(work, "analysis")]}
     rep = {}
     for name, cmd in cmds.items():
