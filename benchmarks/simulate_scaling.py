@@ -114,11 +114,15 @@ class Tree:
         return (-1, 0, len(self.copies))
 
     def task_cost(self, t):
+        if t[0] == -2:  # the rest of a task whose top node the static partition expanded
+            return t[1]
         if t[0] < 0:
             return self.node_cost
         return self.cost[t[1]] * self.copies[t[0]][1]
 
     def children(self, t):
+        if t[0] == -2:
+            return []
         if t[0] < 0:
             lo, hi = t[1], t[2]
             if hi - lo == 1:
@@ -138,16 +142,25 @@ def subtree_sums(rec):
 
 
 def _bfs(tree, q, target, cost=0.0):
-    """Expand breadth-first until >= target items; returns (items, seconds, work done)."""
+    """Expand breadth-first until >= target items, as the driver does: one node a step (budget 1),
+    so a step costs ``node_cost`` and a recorded task that it opens leaves the rest of its work as
+    a childless task beside its children (no work lost).  Returns (items, seconds, work done)."""
     q = deque(q)
+    rest = []  # the rests of opened tasks: items, but not split further
     t = work = 0.0
-    while q and len(q) < target:
+    while q and len(q) + len(rest) < target:
         it = q.popleft()
+        if it[0] == -2:
+            rest.append(it)
+            continue
         c = tree.task_cost(it)
-        t += c
-        work += c
+        step = min(c, tree.node_cost)
+        t += step
+        work += step
         q.extend(tree.children(it))
-    return list(q), t, work
+        if c > step:
+            rest.append((-2, c - step))
+    return list(q) + rest, t, work
 
 
 def simulate(tree, P, steal_latency, probe_latency, node_cost, low=4, max_steal=8, split=16, seed=0,
@@ -251,6 +264,11 @@ def main():
     ap.add_argument("--write-mb-per-s-per-rank", type=float, default=75.0, help="measured in the 10^8 run")
     ap.add_argument("--fs-gb-per-s", type=float, default=10.0, help="aggregate file-system bandwidth (assumed)")
     ap.add_argument("--from-run", default=None, help="a big_run JSON record: its write bandwidth and row size")
+    ap.add_argument("--seconds-per-region", type=float, default=None,
+                    help="scale the recorded costs to this (the big run's busy core-seconds per region): the "
+                         "recording runs item by item in Python, slower per region than the driver")
+    ap.add_argument("--save-record", default=None, help="keep the recorded task tree (pickle) for --load-record")
+    ap.add_argument("--load-record", default=None)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "scaling.json"))
     a = ap.parse_args()
     if a.from_run:  # the final write measured in the 10^8 run
@@ -259,18 +277,35 @@ def main():
         rows = run["write_seconds"].get("write: region rows", [0.0])
         a.bytes_per_region = float(run["bytes_per_region"])
         a.write_mb_per_s_per_rank = run["result_bytes"] / max(rows) / run["ranks"] / 1e6
-    rec = record(a.net, a.budget, split=a.split_top, sample_roots=a.sample_roots)
+    if a.load_record:
+        import pickle
+
+        with open(a.load_record, "rb") as fh:
+            rec = pickle.load(fh)
+    else:
+        rec = record(a.net, a.budget, split=a.split_top, sample_roots=a.sample_roots)
+    if a.save_record:
+        import pickle
+
+        with open(a.save_record, "wb") as fh:
+            pickle.dump(rec, fh)
     n_reg = int(rec["regions"].sum()) + rec["top_regions"]
     per_root_regions = n_reg / len(rec["roots"])
     n_copies = max(1, int(round(a.regions / per_root_regions)))
     node_cost = rec["wall"] / rec["nodes"]
+    scale = 1.0
+    if a.seconds_per_region:
+        scale = a.seconds_per_region / (rec["wall"] / max(n_reg, 1))
+        rec["cost"] = rec["cost"] * scale
+        node_cost *= scale
     tree = Tree(rec, n_copies, node_cost)
     c = rec["cost"]
     n_bytes = a.regions * a.bytes_per_region
     info = {"network": os.path.basename(a.net), "budget_nodes": a.budget, "recorded_tasks": int(len(c)),
             "recorded_top_items": rec["top_items"], "recorded_roots": len(rec["roots"]),
             "recorded_regions": n_reg, "recorded_seconds": rec["wall"], "recorded_nodes": rec["nodes"],
-            "node_cost_s": node_cost, "seconds_per_region": rec["wall"] / max(n_reg, 1),
+            "node_cost_s": node_cost, "recorded_seconds_per_region": rec["wall"] / max(n_reg, 1),
+            "cost_scale": scale, "seconds_per_region": rec["wall"] * scale / max(n_reg, 1),
             "task_cost_mean_s": float(c.mean()), "task_cost_p99_s": float(np.quantile(c, 0.99)),
             "task_cost_max_s": float(c.max()), "synthetic_copies": n_copies,
             "synthetic_regions": n_copies * per_root_regions, "synthetic_work_s": tree.total_work,
