@@ -8,9 +8,9 @@ The communicator is always passed in (never ``COMM_WORLD`` at import time).
    i mod P (regions met here are kept by rank 0 only).  Stage 2: each rank expands its own share
    breadth-first until it holds at least ``split_factor`` items (regions met here are its own),
    and one allreduce gives the totals.  So the replicated part costs about P nodes rather than
-   ``split_factor * P`` (at 4,096 ranks the serial expansion of 65,536 items was the limit of the
-   scaling model, ``benchmarks/SCALING.md``), no rank waits for another before its first work, and
-   each stage is one checkpoint record per rank.  One rank: stage 1 alone, to ``split_factor``.
+   ``split_factor * P`` (in the scaling model of ``benchmarks/SCALING.md`` that is worth 9 points
+   of efficiency at 16,384 ranks), no rank waits for another before its first work, and each
+   stage is one checkpoint record per rank.  One rank: stage 1 alone, to ``split_factor``.
 2. Each rank enumerates its subtrees depth-first with :class:`mpi_enum.engine.Engine`, in
    budgeted pieces; idle ranks steal the shallowest open subtrees through the RMA queues of
    :mod:`mpi_enum.parallel.rma`, and finished pieces are journaled by :mod:`mpi_enum.io.checkpoint`.
