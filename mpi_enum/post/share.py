@@ -69,7 +69,6 @@ class Share:
         return [x for part in self.comm.allgather(items) for x in part]
 
 
-
 class _Ticker:
     """Progress lines of a long post-processing pass on stderr: rank 0 only, at most one every
     ``every`` seconds; rows are rank 0's share times the ranks (the shares are equal chunks)."""
