@@ -86,18 +86,6 @@ def region_maps(net, chart, bits, with_output=False):
     return np.moveaxis(A, 0, 2), c
 
 
-def layer_ranks(net, chart, bits, A):
-    """Singular values of the masked affine map after each hidden layer: list of (n, min(w, k))."""
-    out = []
-    off = 0
-    for w in net.hidden_widths:
-        mask = bits[:, off:off + w].astype(np.float64)
-        M = A[:, off:off + w, :] * mask[:, :, None]
-        out.append(np.linalg.svd(M, compute_uv=False))
-        off += w
-    return out
-
-
 RANK_HI, RANK_LO, RANK_ABS = 1e-13, 1e-6, 1e-9  # the rank rule of :func:`rank_agreement`
 CHOL_MAX_Q = 8  # full ranks certified by a vectorised Cholesky up to this Gram size
 
