@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from array import array
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from ...engine.work import WorkItem
 from .journal import read_journal
-from .layout import CheckpointError, Shape, _RANK_RE, _compare_meta, describe_key, generation_dir, list_generations, read_meta, read_roots, record_key
+from .layout import CheckpointError, Shape, _RANK_RE, _compare_meta, describe_key, generation_dir, list_generations, item_keys, read_meta, read_roots
 
 # ----------------------------------------------------------------------------- resume
 
@@ -77,94 +78,197 @@ def _merge_ranges(ranges):
     return out
 
 
+_CHUNK = 1 << 16
+
+
+def _hash64(keys) -> np.ndarray:
+    """A 64-bit hash of each key (FNV-style fold of its 64-bit words, a chunk of keys at a time)."""
+    n, w = len(keys), keys.dtype.itemsize
+    words = -(-w // 8)
+    h = np.empty(n, np.uint64)
+    with np.errstate(over="ignore"):
+        for a in range(0, n, _CHUNK):
+            b8 = np.zeros((min(_CHUNK, n - a), 8 * words), np.uint8)
+            b8[:, :w] = keys[a:a + _CHUNK].view(np.uint8).reshape(-1, w)
+            x = np.full(len(b8), 0xCBF29CE484222325, np.uint64)
+            for col in b8.view(np.uint64).T:
+                x = (x ^ col) * np.uint64(0x100000001B3)
+                x ^= x >> np.uint64(29)
+            h[a:a + _CHUNK] = x
+    return h
+
+
+def key_ids(keys) -> tuple:
+    """Group ids of equal keys (a void array): ``(ids, rep)`` with ``ids[i] == ids[j]`` iff
+    ``keys[i] == keys[j]`` and ``keys[rep[g]]`` a key of group ``g``.  Sorts 64-bit hashes rather
+    than the keys (about 40 bytes a key at the peak, against ~130 for ``np.unique``), then checks every pair of neighbours with
+    equal hashes byte for byte; on a collision it falls back to ``np.unique`` (exact either way).
+    Ids are not in key order."""
+    n = len(keys)
+    h = _hash64(keys)
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    del h
+    new = np.empty(n, bool)
+    new[:1] = True
+    np.not_equal(hs[1:], hs[:-1], out=new[1:])
+    del hs
+    same = np.flatnonzero(~new)
+    for a in range(0, len(same), _CHUNK):
+        i = same[a:a + _CHUNK]
+        if np.any(keys[order[i]] != keys[order[i - 1]]):  # a hash collision: do it the slow way
+            _, ids = np.unique(keys, return_inverse=True)
+            ids = ids.ravel().astype(np.int64)
+            rep = np.zeros(int(ids.max()) + 1 if n else 0, np.int64)
+            rep[ids] = np.arange(n)
+            return ids, rep
+    gid = np.cumsum(new, dtype=np.int64) - 1
+    ids = np.empty(n, np.int64)
+    ids[order] = gid
+    return ids, order[np.flatnonzero(new)]
+
+
+def _cat(parts, cols, dtype):
+    return np.concatenate(parts) if parts else np.zeros((0,) + cols, dtype)
+
+
+def _item_rows(roots, recs, which) -> np.ndarray:
+    """Encoded rows of items: ``which`` < 0 is root ``which + len(roots)``, else child ``which``
+    in record order across ``recs`` (read again from their journals)."""
+    out = np.zeros((len(which), roots.shape[1]))
+    is_root = which < 0
+    out[is_root] = roots[which[is_root] + len(roots)]
+    first = 0
+    for r_ in recs:
+        n = len(r_.child_pos)
+        mine = np.flatnonzero((which >= first) & (which < first + n))
+        if len(mine):
+            out[mine] = r_.child_rows(which[mine] - first)
+        first += n
+    return out
+
+
 def _load_generation(ckdir, g, roots, shape, limits, verify):
-    """Replay one generation from its roots.  Returns a dict of its outcome."""
+    """Replay one generation from its roots.  Returns a dict of its outcome.
+
+    Column-wise throughout: every item key (roots, finished items and children of all records)
+    gets an integer id (:func:`key_ids`); the replay is a breadth-first pass over ids with
+    flat arrays (no Python object per record or key)."""
     gdir = generation_dir(ckdir, g)
-    k = shape.k
+    k, nf = shape.k, shape.item_floats
     names = sorted((int(m.group(1)), n) for n in os.listdir(gdir) if (m := _RANK_RE.match(n)))
     scans = []
-    for fi, (r, name) in enumerate(names):
-        limit = None
-        if limits is not None:
-            limit = limits.get(name, 0)
+    for r, name in names:
+        limit = None if limits is None else limits.get(name, 0)
         scans.append(read_journal(os.path.join(gdir, name), os.path.join(gdir, f"rank{r}.regions"), shape,
-                                  limit=limit, verify=verify, file_index=fi))
-    records = [rec for s in scans for rec in s.records]
-    claims = defaultdict(list)
-    pending = []
-    for rid, rec in enumerate(records):
-        keys = {record_key(row, k) for row in rec.done}
-        pending.append(len(keys))
-        for key in keys:
-            claims[key].append(rid)
-    open_items = {}
-    created = set()
-    done_by = {}
-    queue = deque()
-    for row in roots:
-        key = record_key(row, k)
-        if key in created:
-            raise CheckpointError(f"{gdir}/roots.npy: item ({describe_key(key, k)}) listed twice")
-        created.add(key)
-        open_items[key] = row
-        queue.append(key)
+                                  limit=limit, verify=verify))
+    recs = [s_.records for s_ in scans]
+    n_rec = np.array([r_.n for r_ in recs], np.int64)
+    R = int(n_rec.sum())
+    rec_file = np.repeat(np.arange(len(recs)), n_rec)
+    rec_index = _cat([r_.index for r_ in recs], (), np.int64)
+
+    def ptr(which):
+        lens = _cat([np.diff(getattr(r_, which)) for r_ in recs], (), np.int64)
+        return np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+
+    done_ptr, child_ptr = ptr("done_ptr"), ptr("child_ptr")
+    roots = np.asarray(roots, np.float64).reshape(-1, nf)
+    nr = len(roots)
+    n_child = int(child_ptr[-1])
+    keys = np.concatenate([item_keys(roots, k)] + [r_.child_keys for r_ in recs] + [r_.done_keys for r_ in recs])
+    for r_ in recs:
+        r_.child_keys = r_.done_keys = None  # (now in keys)
+    ids, rep = key_ids(keys)
+    M = len(rep)
+
+    def name_of(i):
+        return describe_key(bytes(keys[rep[i]]), k)
+
+    root_ids, child_ids, done_ids = ids[:nr], ids[nr:nr + n_child], ids[nr + n_child:]
+    del ids
+    twice = np.flatnonzero(np.bincount(root_ids, minlength=M) > 1)
+    if len(twice):
+        raise CheckpointError(f"{gdir}/roots.npy: item ({name_of(twice[0])}) listed twice")
+    # each record waits for the distinct items it finished; claims[key] = the records finishing it
+    rec_of_done = np.repeat(np.arange(R, dtype=np.int64), np.diff(done_ptr))
+    pairs = np.unique(rec_of_done * M + done_ids)
+    p_rec, p_key = pairs // M, pairs % M
+    del pairs, rec_of_done
+    pending = np.bincount(p_rec, minlength=R).astype(np.int64)
+    order = np.lexsort((p_rec, p_key))
+    claim_rec = p_rec[order]
+    claim_ptr = np.concatenate([[0], np.cumsum(np.bincount(p_key, minlength=M))]).astype(np.int64)
+    del order, p_rec, p_key
 
     def where(rid):
-        rec = records[rid]
-        return f"{names[rec.file][1]} record {rec.index}"
+        return f"{names[int(rec_file[rid])][1]} record {int(rec_index[rid])}"
 
-    accepted = []
+    created = np.zeros(M, bool)
+    is_open = np.zeros(M, bool)
+    src = np.full(M, -1, np.int64)  # the key's creator: root i (i < nr), else child nr + i
+    done_by = np.full(M, -1, np.int64)
+    created[root_ids] = is_open[root_ids] = True
+    src[root_ids] = np.arange(nr)
+    queue = deque(root_ids.tolist())
+    accepted = array("q")
     while queue:
         key = queue.popleft()
-        for rid in claims.get(key, ()):
+        for rid in claim_rec[claim_ptr[key]:claim_ptr[key + 1]].tolist():
             pending[rid] -= 1
             if pending[rid]:
                 continue
             accepted.append(rid)
-            rec = records[rid]
-            for row in rec.done:
-                dk = record_key(row, k)
-                if dk in done_by:
+            for dk in done_ids[done_ptr[rid]:done_ptr[rid + 1]].tolist():
+                if done_by[dk] >= 0:
                     raise CheckpointError(
-                        f"{gdir}: item ({describe_key(dk, k)}) was finished twice ({where(done_by[dk])} and "
-                        f"{where(rid)}): its regions would be counted twice; the checkpoint is inconsistent "
-                        f"(a bug in the driver's claims)")
+                        f"{gdir}: item ({name_of(dk)}) was finished twice "
+                        f"({where(done_by[dk])} and {where(rid)}): its regions would be counted twice; the "
+                        f"checkpoint is inconsistent (a bug in the driver's claims)")
                 done_by[dk] = rid
-                open_items.pop(dk, None)
-            for row in rec.children:
-                ck_ = record_key(row, k)
-                if ck_ in created:
+                is_open[dk] = False
+            c0 = int(child_ptr[rid])
+            for j, ck in enumerate(child_ids[c0:child_ptr[rid + 1]].tolist()):
+                if created[ck]:
                     raise CheckpointError(
-                        f"{gdir}: item ({describe_key(ck_, k)}) was created twice (again by {where(rid)}): "
-                        f"the checkpoint is inconsistent (a bug)")
-                created.add(ck_)
-                open_items[ck_] = row
-                queue.append(ck_)
-    lc = np.zeros(shape.L, np.int64)
+                        f"{gdir}: item ({name_of(ck)}) was created twice (again by "
+                        f"{where(rid)}): the checkpoint is inconsistent (a bug)")
+                created[ck] = is_open[ck] = True
+                src[ck] = nr + c0 + j
+                queue.append(ck)
+    acc = np.array(accepted, np.int64)
+    open_ids = np.flatnonzero(is_open)
+    open_keys = keys[rep[open_ids]]
+    by_key = np.argsort(open_keys, kind="stable")
+    open_keys, open_ids = open_keys[by_key], open_ids[by_key]
     stats = defaultdict(float)
+    first = np.concatenate([[0], np.cumsum(n_rec)])
+    lc = np.zeros(shape.L, np.int64)
     per_file = defaultdict(list)
-    n_regions = 0
-    for rid in accepted:
-        rec = records[rid]
-        lc += rec.lc
-        for key_, v in rec.stats.items():
-            if isinstance(v, (int, float)):
-                stats[key_] += v
-        if rec.n_rows:
-            per_file[rec.file].append((rec.row_off, rec.n_rows))
-            n_regions += rec.n_rows
+    for fi, r_ in enumerate(recs):
+        mine = acc[(acc >= first[fi]) & (acc < first[fi + 1])] - first[fi]
+        lc += r_.lc[mine].sum(axis=0, dtype=np.int64) if len(mine) else 0
+        for j in mine.tolist():
+            for key_, v in r_.stats(j).items():
+                if isinstance(v, (int, float)):
+                    stats[key_] += v
+            if r_.n_rows[j]:
+                per_file[fi].append((int(r_.row_off[j]), int(r_.n_rows[j])))
+    n_regions = sum(n for ranges in per_file.values() for _, n in ranges)
     segments = []
     for fi, (r, name) in enumerate(names):
         if per_file.get(fi):
             segments.append((os.path.join(gdir, f"rank{r}.regions"), _merge_ranges(per_file[fi])))
-    notes = [n for s in scans for n in s.notes]
-    ignored = len(records) - len(accepted)
+    notes = [n for s_ in scans for n in s_.notes]
+    ignored = R - len(acc)
     if ignored:
         notes.append(f"gen{g}: {ignored} committed record(s) not reachable from the roots (their creator's "
                      f"record was lost); ignored with their regions")
-    return {"open": open_items, "lc": lc, "stats": dict(stats), "segments": segments, "n_regions": n_regions,
+    return {"open_keys": open_keys, "open_rows": _item_rows(roots, recs, src[open_ids] - nr), "lc": lc,
+            "stats": dict(stats),
+            "segments": segments, "n_regions": n_regions,
             "lengths": {names[fi][1]: s_.valid_bytes for fi, s_ in enumerate(scans)},
-            "n_records": len(accepted), "n_ignored": ignored, "notes": notes}
+            "n_records": len(acc), "n_ignored": ignored, "notes": notes}
 
 
 def load_checkpoint(ckdir, expected_meta, verify="all") -> Resume:
@@ -185,7 +289,7 @@ def load_checkpoint(ckdir, expected_meta, verify="all") -> Resume:
     for g in valid:
         _compare_meta(ckdir, g, metas[g], expected_meta)
     k = shape.k
-    open_items = None
+    open_keys = open_rows = None
     lc = np.zeros(shape.L, np.int64)
     stats = defaultdict(float)
     segments, notes = [], []
@@ -193,13 +297,13 @@ def load_checkpoint(ckdir, expected_meta, verify="all") -> Resume:
     lengths = None
     for idx, g in enumerate(valid):
         roots = read_roots(ckdir, g, shape)
-        if open_items is None:
+        if open_keys is None:
             if len(roots) != 1 or int(roots[0][0]) != 0:
                 raise CheckpointError(f"{generation_dir(ckdir, g)}: the first generation must start from the root "
                                       f"item (was an earlier generation deleted?)")
         else:
-            keys = {record_key(r, k) for r in roots}
-            if keys != set(open_items) or len(keys) != len(roots):
+            keys = np.unique(item_keys(roots, k))
+            if len(keys) != len(roots) or not np.array_equal(keys, open_keys):
                 raise CheckpointError(f"{generation_dir(ckdir, g)}/roots.npy: does not match the open items of the "
                                       f"previous generation (files changed or deleted?)")
         limits = None
@@ -210,7 +314,7 @@ def load_checkpoint(ckdir, expected_meta, verify="all") -> Resume:
                                       f"lengths of gen{g}")
             limits = {str(n): int(v) for n, v in fz["lengths"].items()}
         out = _load_generation(ckdir, g, roots, shape, limits, verify)
-        open_items = out["open"]
+        open_keys, open_rows = out["open_keys"], out["open_rows"]
         lc += out["lc"]
         for key_, v in out["stats"].items():
             stats[key_] += v
@@ -220,6 +324,6 @@ def load_checkpoint(ckdir, expected_meta, verify="all") -> Resume:
         n_records += out["n_records"]
         n_ignored += out["n_ignored"]
         lengths = {"generation": g, "lengths": out["lengths"]}
-    items = [WorkItem.decode(open_items[key], k) for key in sorted(open_items)]
+    items = [WorkItem.decode(row, k) for row in open_rows]  # in key order
     return Resume(ckdir, shape, next_gen, False, items, not items, lc, n_regions, dict(stats), segments, lengths,
                   generations=valid, n_records=n_records, n_ignored_records=n_ignored, notes=notes)

@@ -14,6 +14,7 @@ the whole checkpoint on disk.
 """
 from __future__ import annotations
 
+import ctypes
 import time
 
 import numpy as np
@@ -27,6 +28,15 @@ from .resume import load_checkpoint
 DEFER_BYTES = 16 << 20  # deferred commits held in memory per rank before they are written anyway
 
 # ----------------------------------------------------------------------------- driver helpers
+
+def _trim_heap():
+    """Hand the heap that the replay freed back to the OS (glibc ``malloc_trim``), so that it is
+    not held for the rest of a long resumed run; a no-op where there is no such call."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
 
 class Checkpoint:
     """The driver's whole interface (see the module docstring).  Disabled without a directory."""
@@ -85,6 +95,8 @@ class Checkpoint:
                 exc_local = exc
         if comm is not None and size > 1:
             payload = comm.bcast(payload, root=0)
+        if rank == 0 and resume:
+            _trim_heap()
         status, a, b, c = payload
         if status == "input":
             raise (CheckpointError if b else InputError)(a)
