@@ -62,6 +62,25 @@ def test_independent_children_count(two_layer):
     assert total_parents == len(parents)
     mx = max(r["children_max"] for r in rep["rank_children"] if r["layer"] == 1)
     assert mx == max(len(v) for v in parents.values())
+    # every statistic of every rank row, from the children counts themselves
+    ranks = np.concatenate([c["affine_rank"][:, 0] for _, c in res.chunks(("affine_rank",))])
+    by_rank = {}
+    for row, r in zip(bits, ranks):
+        by_rank.setdefault(int(r), {})[row[:w1].tobytes()] = len(parents[row[:w1].tobytes()])
+    for r in (r for r in rep["rank_children"] if r["layer"] == 1):
+        ch = np.array(list(by_rank[r["rank"]].values()))
+        q = np.quantile(ch, [0.0, 0.25, 0.5, 0.75, 1.0])
+        assert r["n_parents"] == len(ch) and r["children_mean"] == ch.mean()
+        assert [r[f"children_{n}"] for n in ("min", "q25", "median", "q75", "max")] == q.tolist()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 100, 1001])
+def test_quantiles_from_a_histogram_equal_numpys(n):
+    """analyze keeps a histogram of children per parent (bounded memory at 10^8 regions), not
+    the counts; its quartiles are numpy's linear ones of the expanded counts."""
+    v = np.random.default_rng(n).integers(1, 40, n)
+    got = analyze.hist_quantiles(np.bincount(v))
+    assert got == np.quantile(v, [0.0, 0.25, 0.5, 0.75, 1.0]).tolist()
 
 
 def test_outputs_written(two_layer, capsys):

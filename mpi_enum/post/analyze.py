@@ -50,9 +50,31 @@ from .geometry import arrangement_bound, prefix_groups  # noqa: F401 (prefix_gro
 
 # =============================================================================== analysis
 
-def _quantiles(v):
-    q = np.quantile(v, [0.0, 0.25, 0.5, 0.75, 1.0])
-    return [float(x) for x in q]
+def _add_hist(hists, key, values):
+    """Add the histogram of the non-negative integers ``values`` to ``hists[key]``."""
+    h = np.bincount(values)
+    old = hists.get(key)
+    if old is not None:
+        if len(old) < len(h):
+            old, h = h, old
+        old[:len(h)] += h
+        h = old
+    hists[key] = h.astype(np.int64, copy=False)
+
+
+def hist_quantiles(hist):
+    """Minimum, quartiles and maximum (``np.quantile``'s default linear rule) of the integers whose histogram is ``hist``
+    (``hist[c]`` = how many equal ``c``), without expanding them."""
+    cum = np.cumsum(hist)
+    n = int(cum[-1])
+    out = []
+    for q in (0.0, 0.25, 0.5, 0.75, 1.0):
+        p = q * (n - 1)
+        lo = int(np.floor(p))
+        a = float(np.searchsorted(cum, lo, side="right"))
+        b = float(np.searchsorted(cum, min(lo + 1, n - 1), side="right"))
+        out.append(a + (p - lo) * (b - a))
+    return out
 
 
 def analyze_result(res):
@@ -65,7 +87,7 @@ def analyze_result(res):
     k = res.k
     counts = [0] * L
     rank_count = [dict() for _ in range(L)]  # layer -> rank -> regions of that layer
-    children = [dict() for _ in range(L)]  # layer -> rank -> list of children-count arrays
+    children = [dict() for _ in range(L)]  # layer -> rank -> histogram of children per parent
     inconsistent = 0
     for _, _, bk in buckets(res, ("pattern", "affine_rank")):
         if len(bk["pattern"]) == 0:
@@ -91,9 +113,9 @@ def analyze_result(res):
             if l + 1 < L:
                 gc = groups[l + 1][0]
                 pairs = np.unique(np.stack([g, gc], axis=1), axis=0)
-                ch = np.bincount(pairs[:, 0], minlength=ng).astype(np.int32)
+                ch = np.bincount(pairs[:, 0], minlength=ng)
                 for v in vals:
-                    children[l].setdefault(int(v), []).append(ch[prank == v])
+                    _add_hist(children[l], int(v), ch[prank == v])
     layers = []
     for l in range(L):
         layers.append({"layer": l + 1, "width": int(res.widths[l]), "n_regions": int(counts[l]),
@@ -117,10 +139,12 @@ def analyze_result(res):
             rank_dist.append({"layer": l + 1, "rank": int(v), "n_regions": int(c), "fraction": float(c / ng)})
         if l + 1 < L:
             for v in sorted(children[l]):
-                ch = np.concatenate(children[l][v]).astype(np.int64)
-                q = _quantiles(ch)
-                rank_children.append({"layer": l + 1, "rank": int(v), "n_parents": int(len(ch)),
-                                      "children_mean": float(ch.mean()), "children_min": q[0],
+                h = children[l][v]
+                q = hist_quantiles(h)
+                n_par = int(h.sum())
+                rank_children.append({"layer": l + 1, "rank": int(v), "n_parents": n_par,
+                                      "children_mean": float(int(h @ np.arange(len(h))) / n_par),
+                                      "children_min": q[0],
                                       "children_q25": q[1], "children_median": q[2], "children_q75": q[3],
                                       "children_max": q[4], "bound": arrangement_bound(res.widths[l + 1], v),
                                       "next_width": int(res.widths[l + 1])})
