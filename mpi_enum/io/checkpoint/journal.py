@@ -335,7 +335,10 @@ def read_journal(path, regions_path, shape: Shape, limit=None, verify="all") -> 
 
         def payload(i):
             f.seek(starts[i])
-            return f.read(lens[i])
+            pl = f.read(lens[i])
+            if len(pl) != lens[i]:
+                raise CheckpointError(f"{path}: the journal shrank while it was read")
+            return pl
 
         try:
             hdr = json.loads(payload(0)[1:].decode())
