@@ -63,8 +63,8 @@ def _add_hist(hists, key, values):
 
 
 def hist_quantiles(hist):
-    """Minimum, quartiles and maximum (``np.quantile``'s default linear rule) of the integers whose histogram is ``hist``
-    (``hist[c]`` = how many equal ``c``), without expanding them."""
+    """Minimum, quartiles and maximum (``np.quantile``'s default linear rule) of the integers
+    whose histogram is ``hist`` (``hist[c]`` = how many equal ``c``), without expanding them."""
     cum = np.cumsum(hist)
     n = int(cum[-1])
     out = []
