@@ -33,6 +33,7 @@ import argparse
 import heapq
 import json
 import os
+import pickle
 import random
 import sys
 import time
@@ -278,15 +279,11 @@ def main():
         a.bytes_per_region = float(run["bytes_per_region"])
         a.write_mb_per_s_per_rank = run["result_bytes"] / max(rows) / run["ranks"] / 1e6
     if a.load_record:
-        import pickle
-
         with open(a.load_record, "rb") as fh:
             rec = pickle.load(fh)
     else:
         rec = record(a.net, a.budget, split=a.split_top, sample_roots=a.sample_roots)
     if a.save_record:
-        import pickle
-
         with open(a.save_record, "wb") as fh:
             pickle.dump(rec, fh)
     n_reg = int(rec["regions"].sum()) + rec["top_regions"]

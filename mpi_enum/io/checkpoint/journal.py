@@ -244,7 +244,7 @@ class Records:
         self.child_keys = item_keys(np.frombuffer(self._children, np.float64).reshape(-1, nf), self._k)
         self.child_pos = (np.repeat(col["items_at"], col["nc"])
                           + 8 * nf * (np.arange(len(self.child_keys)) - np.repeat(self.child_ptr[:-1], col["nc"])))
-        self.lc = np.frombuffer(bytes(self._lc), np.int64).reshape(-1, self._L)
+        self.lc = np.frombuffer(self._lc, np.int64).reshape(-1, self._L)
         self._st = bytes(self._st)
         self._done = self._children = self._lc = self._cols = None
         return self

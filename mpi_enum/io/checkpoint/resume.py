@@ -128,8 +128,9 @@ def key_ids(keys) -> tuple:
     return ids, order[np.flatnonzero(new)]
 
 
-def _cat(parts, cols, dtype):
-    return np.concatenate(parts) if parts else np.zeros((0,) + cols, dtype)
+def _cat(parts):
+    """The int64 arrays ``parts`` end to end (none: an empty array)."""
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def _item_rows(roots, recs, which) -> np.ndarray:
@@ -166,10 +167,10 @@ def _load_generation(ckdir, g, roots, shape, limits, verify):
     n_rec = np.array([r_.n for r_ in recs], np.int64)
     R = int(n_rec.sum())
     rec_file = np.repeat(np.arange(len(recs)), n_rec)
-    rec_index = _cat([r_.index for r_ in recs], (), np.int64)
+    rec_index = _cat([r_.index for r_ in recs])
 
     def ptr(which):
-        lens = _cat([np.diff(getattr(r_, which)) for r_ in recs], (), np.int64)
+        lens = _cat([np.diff(getattr(r_, which)) for r_ in recs])
         return np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
 
     done_ptr, child_ptr = ptr("done_ptr"), ptr("child_ptr")
