@@ -261,8 +261,6 @@ def test_refused_layers_one_line_exit_2(tmp_path):
             "clipneg.onnx": ("Clip", "min = -1", "not a ReLU"),
             "midsoftmax.onnx": ("Softmax", "end of the graph"),
             "maxpool.pt": ("maxpool.pt", "'MaxPool2d'", "not supported yet"),
-            "leaky.pt": ("'LeakyReLU'", "not supported yet"),
-            "prelu.pt": ("'PReLU'", "not supported yet"),
             "midsm.pt": ("Softmax", "last operation")}
     for name, needles in want.items():
         if name in ("relu6.onnx", "maxpool.pt"):  # the command line: exit 2, one line, no result
@@ -272,9 +270,16 @@ def test_refused_layers_one_line_exit_2(tmp_path):
             load_network(str(tmp_path / name))
         assert "\n" not in str(exc.value) and all(s in str(exc.value) for s in needles), str(exc.value)
     assert not (tmp_path / "x.h5").exists()
+    # LeakyReLU and PReLU load now (the network IR's slopes): the same outputs as the module
+    X = torch.randn(20, 3, dtype=torch.float64)
+    for name in ("leaky.pt", "prelu.pt"):
+        m = torch.load(tmp_path / name, weights_only=False).double().eval()
+        net = load_network(str(tmp_path / name))
+        assert net.hidden_widths == [4] and not net.is_relu
+        np.testing.assert_allclose(net.forward(X.numpy()), m(X).detach().numpy(), rtol=1e-9, atol=1e-12)
 
 
-def test_residual_and_unreadable_torchscript_refused():
+def test_residual_loads_and_unreadable_torchscript_refused():
     from mpi_enum.loaders.pytorch import network_from_module
 
     class Res(nn.Module):
@@ -285,8 +290,12 @@ def test_residual_and_unreadable_torchscript_refused():
         def forward(self, x):
             return self.b(x + torch.relu(self.a(x)))
 
-    with pytest.raises(InputError, match="residual add.*not supported yet"):
-        network_from_module(Res())
+    net = network_from_module(Res())  # traced: x passes the ReLU as linear neurons
+    assert net.hidden_widths == [4] and net.layer_widths == [8]
+    X = torch.randn(30, 4, dtype=torch.float64)
+    m = Res().double()
+    net = network_from_module(m)
+    np.testing.assert_allclose(net.forward(X.numpy()), m(X).detach().numpy(), rtol=1e-9, atol=1e-12)
     with pytest.raises(InputError, match="does more than chain its submodules"):
         network_from_module(torch.jit.script(Res()))
 

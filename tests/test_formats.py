@@ -161,7 +161,7 @@ def test_onnx_unsupported_operator_is_named(tmp_path):
 
 
 @needs_onnx
-def test_onnx_skip_connection_rejected(tmp_path):
+def test_onnx_skip_connection_is_read_as_linear_neurons(tmp_path):
     Ws, bs = _weights(0, (3, 3, 3))
     nodes = [helper.make_node("Gemm", ["x", "W0", "b0"], ["g"], transB=1),
              helper.make_node("Relu", ["g"], ["r"]),
@@ -169,8 +169,11 @@ def test_onnx_skip_connection_rejected(tmp_path):
              helper.make_node("Add", ["g1", "x"], ["y"], name="residual")]
     onnx.save(_model(nodes, {"W0": Ws[0], "b0": bs[0], "W1": Ws[1], "b1": bs[1]}, ["N", 3], ["N", 3]),
               tmp_path / "res.onnx")
-    with pytest.raises(InputError, match="residual.*skip connection"):
-        load_network(str(tmp_path / "res.onnx"))
+    net = load_network(str(tmp_path / "res.onnx"))
+    assert net.hidden_widths == [3] and net.layer_widths == [6]  # x rides along as 3 linear neurons
+    X = np.random.default_rng(1).normal(size=(25, 3))
+    want = np.maximum(X @ Ws[0].T + bs[0], 0) @ Ws[1].T + bs[1] + X
+    np.testing.assert_allclose(net.forward(X), want, rtol=1e-9, atol=1e-12)
 
 
 @needs_onnx

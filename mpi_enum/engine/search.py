@@ -131,7 +131,10 @@ class Engine:
             np.concatenate([f64(b) for b in p.bs]), f64(p.wscale), f64(dom.G), f64(dom.h),
             f64(dom.y_lo) if bounded else None, f64(dom.y_hi) if bounded else None, self.tol,
             self._lp_fallback(), band_rel=float(self.BAND_REL), dense_max_k=int(self.DENSE_LP_MAX_K),
-            emax=int(self.EMAX), vrep_max_k=int(self.VREP_MAX_K))
+            emax=int(self.EMAX), vrep_max_k=int(self.VREP_MAX_K),
+            slope=None if p.slope is None else f64(p.slope),
+            linear=None if p.linear is None else np.ascontiguousarray(p.linear, dtype=np.uint8).tobytes())
+        self._gated = p.gated  # the pattern's bits among the kernel's (None: all)
         #: True when the kernel tries its dense LP before HiGHS (k <= DENSE_LP_MAX_K, unless
         #: the box LP replaces it)
         self.dense_lp = bool(self._kern.dense)
@@ -183,8 +186,12 @@ class Engine:
         Y = np.frombuffer(Y, dtype=np.float64).reshape(n, k)
         R = np.frombuffer(R, dtype=np.float64)
         RK = np.frombuffer(RK, dtype=np.intc).reshape(n, L)
+        B = np.frombuffer(bits, dtype=np.uint8).reshape(n, N)
+        if self._gated is not None:  # linear neurons have no pattern bit
+            B = np.ascontiguousarray(B[:, self._gated])
+            bits, N = B.tobytes(), B.shape[1]
         if emit_batch is not None:
-            emit_batch(np.frombuffer(bits, dtype=np.uint8).reshape(n, N), Y, R, RK)
+            emit_batch(B, Y, R, RK)
             return
         R, RK = R.tolist(), RK.tolist()
         for q in range(n):

@@ -43,7 +43,8 @@ def _prepare(f, parts, attrs):
     dsets = [f.create_dataset(p.name, p.shape, dtype=p.dtype) for p in parts]
     for key, val in attrs.items():
         f.attrs[key] = val
-    f.attrs["format_version"] = FORMAT_VERSION
+    # version 1 becomes 2 (the geometry datasets); a version-3 file (non-ReLU units) stays 3
+    f.attrs["format_version"] = max(FORMAT_VERSION, int(f.attrs.get("format_version", FORMAT_VERSION)))
     return dsets
 
 

@@ -22,6 +22,14 @@ REGION_DATASETS = {"pattern": "regions/pattern", "interior_point": "regions/inte
                    "radius": "regions/radius", "affine_rank": "regions/affine_rank"}
 
 
+def _normalise_units(net):
+    """All-ReLU slopes and no linear neurons are stored as None (as :func:`validate` does)."""
+    if net.linear is not None and not any(np.any(m) for m in net.linear):
+        net.linear = None
+    if net.slopes is not None and not any(np.any(s != 0) for s in net.slopes):
+        net.slopes = None
+
+
 @dataclass
 class Result:
     path: str
@@ -152,7 +160,15 @@ def load_result(path, need_network=False, rows=None, regions=True):
                 bs.append(np.asarray(f[f"network/b{i}"][()], dtype=np.float64))
                 i += 1
             if Ws:
-                net = Network(Ws, bs, source=path, sha256=str(attrs.get("network_sha256", "")))
+                slopes = [np.asarray(f[f"network/slope{l}"][()], np.float64) for l in range(len(Ws) - 1)] \
+                    if "network/slope0" in f else None
+                linear = [np.asarray(f[f"network/linear{l}"][()]).astype(bool) for l in range(len(Ws) - 1)] \
+                    if "network/linear0" in f else None
+                if linear is not None and slopes is not None:  # slope_of writes 1 for linear neurons
+                    slopes = [np.where(m, 0.0, s) for s, m in zip(slopes, linear)]
+                net = Network(Ws, bs, source=path, sha256=str(attrs.get("network_sha256", "")),
+                              slopes=slopes, linear=linear)
+                _normalise_units(net)
         if need_network and net is None:
             raise InputError(f"{path}: the result file has no /network group (written by an older mpi_enum?)")
         try:

@@ -1,9 +1,14 @@
 """The result file: this module alone owns the HDF5 layout (CONTRACT §3) and documents it.
 
-Layout, ``format = "mpi_enum.regions"``, ``format_version = 2``
-----------------------------------------------------------------
+Layout, ``format = "mpi_enum.regions"``, ``format_version = 2`` (3 with non-ReLU units)
+----------------------------------------------------------------------------------------
 Version 2 adds the optional geometry datasets below (CONTRACT §4); this module still reads
 version-1 files (the same layout without them), and ``mpi-enum graph`` turns one into version 2.
+Version 3 is written for networks with other units than ReLU (LeakyReLU/PReLU slopes, linear
+neurons; :mod:`mpi_enum.model.network`): the same datasets, plus ``/network/slope{l}`` and
+``/network/linear{l}``; the pattern then holds one bit per *gated* neuron (linear neurons have
+none) and ``hidden_widths`` counts the gated neurons of each layer.  A ReLU network's file stays
+version 2, byte for byte the layout it was.
 Root attributes (contract): ``format``, ``format_version``, ``n_regions``, ``input_dim``,
 ``hidden_widths``, ``complete``, ``n_ranks``, ``wall_seconds``, ``network_sha256``, ``domain``
 (JSON), ``software`` (JSON), ``tol``.  Extensions: ``io_mode`` ("mpio-collective" or
@@ -22,6 +27,8 @@ Extensions (self-description, so post-processing needs no other file)::
 
     /network/W0, /network/b0, ... /network/WL, /network/bL   the network as enumerated
                                                              (.nnet normalisation folded in)
+    /network/slope0 ... (float64, width_l), /network/linear0 ... (uint8, width_l)
+                    version 3 only: each hidden neuron's slope below 0 and whether it is linear
     /domain/x0 (d,), /domain/E (d, k), /domain/G (m, k), /domain/h (m,)
                     the domain in its own coordinates y: x = x0 + E y, G y <= h
     /stats/<name>   (n_ranks,) per-rank statistics: nodes, lps, regions, busy_seconds,
@@ -88,6 +95,7 @@ __all__ = ["BATCH", "FORMAT", "FORMAT_VERSION", "RegionBuffer", "estimate_bytes"
 
 FORMAT = "mpi_enum.regions"
 FORMAT_VERSION = 2
+UNITS_FORMAT_VERSION = 3  # a network with non-ReLU units (slopes, linear neurons)
 
 
 def h5py_has_mpi():
@@ -183,7 +191,7 @@ def _common(f, meta, total, n_ranks, io_mode, stats_all, layer_counts, dxpl=None
     small = SmallWriter(f)
     a = {}  # the root attributes, written below in one pass
     a["format"] = FORMAT
-    a["format_version"] = FORMAT_VERSION
+    a["format_version"] = FORMAT_VERSION if net.is_relu else UNITS_FORMAT_VERSION
     a["n_regions"] = np.int64(total)
     a["input_dim"] = np.int64(net.input_dim)
     a["hidden_widths"] = np.array(net.hidden_widths, dtype=np.int64)
@@ -209,6 +217,10 @@ def _common(f, meta, total, n_ranks, io_mode, stats_all, layer_counts, dxpl=None
     for i, (W, b) in enumerate(zip(net.weights, net.biases)):
         small.dataset(f"network/W{i}", W)
         small.dataset(f"network/b{i}", b)
+    if not net.is_relu:
+        for l in range(len(net.layer_widths)):
+            small.dataset(f"network/slope{l}", net.slope_of(l))
+            small.dataset(f"network/linear{l}", net.linear_of(l).astype(np.uint8))
     small.dataset("domain/x0", dom.x0)
     for name, arr in (("E", dom.E), ("G", dom.G.reshape(-1, dom.k))):
         arr = np.ascontiguousarray(arr, dtype=np.float64)
@@ -230,7 +242,7 @@ def estimate_bytes(total, buf, meta, n_stats, n_ranks):
     weights = 8 * sum(int(np.size(W)) + int(np.size(b)) for W, b in zip(net.weights, net.biases))
     domain = 8 * (np.size(dom.x0) + np.size(dom.E) + np.size(dom.G) + np.size(dom.h))
     text = len(dom.to_json()) + len(json.dumps(meta.get("software", {}))) + len(str(meta.get("command_line", "")))
-    n_dsets = 2 * len(net.weights) + 4 + 4 + 1 + int(n_stats)
+    n_dsets = 4 * len(net.weights) + 4 + 4 + 1 + int(n_stats)
     if meta.get("compress"):  # gzip may grow incompressible chunks a little; each chunk is indexed
         rows += rows // 64 + 4096 * (4 + 4 * rows // CHUNK_BYTES)
     return int(rows + weights + domain + 8 * n_stats * n_ranks + 2 * text + 8192 * n_dsets + (256 << 10))
@@ -401,7 +413,8 @@ def _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fa
         fail(comm, f, tmp, path, exc, note)
 
 
-SUPPORTED_VERSIONS = (1, FORMAT_VERSION)  # version 1: the same layout without the geometry datasets
+# version 1: the same layout without the geometry datasets; 3: with non-ReLU units
+SUPPORTED_VERSIONS = (1, FORMAT_VERSION, UNITS_FORMAT_VERSION)
 
 
 def _text(v):

@@ -1,4 +1,9 @@
-"""``.npz`` networks (CONTRACT §1): arrays ``W0, b0, ..., WL, bL``, optional ``input_lo``/``input_hi``."""
+"""``.npz`` networks (CONTRACT §1): arrays ``W0, b0, ..., WL, bL``, optional ``input_lo``/``input_hi``.
+
+Extension (the network IR, :mod:`mpi_enum.model.network`): optional ``slope0, ..., slope{L-1}``
+(the slope of each hidden neuron below 0: LeakyReLU/PReLU; 0 = ReLU) and ``linear0, ...``
+(booleans: neurons without activation, no pattern bit).  A layer without its array is all ReLU.
+"""
 from __future__ import annotations
 
 import zipfile
@@ -27,6 +32,22 @@ def load_npz(path: str) -> Network:
                     raise InputError(f"{path}: W{i} has no matching b{i}")
                 Ws.append(np.array(z[f"W{i}"]))
                 bs.append(np.array(z[f"b{i}"]))
+            slopes = linear = None
+            n_hid = n_layers - 1
+            for key in ("slope", "linear"):
+                given = [f"{key}{i}" in files for i in range(n_hid)]
+                stray = sorted(k for k in files if k.startswith(key) and k[len(key):].isdigit()
+                               and int(k[len(key):]) >= n_hid)
+                if stray:
+                    raise InputError(f"{path}: {stray[0]} is given but the network has {n_hid} hidden layers")
+                if any(given):
+                    arrs = [np.array(z[f"{key}{i}"]) if g else None for i, g in enumerate(given)]
+                    arrs = [a if a is not None else (np.zeros(len(bs[i])) if key == "slope" else np.zeros(len(bs[i]), bool))
+                            for i, a in enumerate(arrs)]
+                    if key == "slope":
+                        slopes = arrs
+                    else:
+                        linear = arrs
             lo = np.array(z["input_lo"]) if "input_lo" in files else None
             hi = np.array(z["input_hi"]) if "input_hi" in files else None
     except InputError:
@@ -35,4 +56,4 @@ def load_npz(path: str) -> Network:
         raise InputError(f"{path}: not a readable .npz network ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
     except Exception as exc:  # zlib.error, struct.error, ... from truncated archives
         raise InputError(f"{path}: not a readable .npz network ({type(exc).__name__})") from None
-    return Network(Ws, bs, lo, hi, source=path)
+    return Network(Ws, bs, lo, hi, source=path, slopes=slopes, linear=linear)

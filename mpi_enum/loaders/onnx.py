@@ -1,24 +1,31 @@
 """ONNX networks (CONTRACT §1; needs the ``onnx`` package).
 
-The graph must be a feed-forward chain from its single (non-initializer) input to its single
-output.  The batch dimension is taken as 1 (symbolic dimensions too); every other input
+The graph must be a DAG from its single (non-initializer) input to its single output, of the
+operators below.  The batch dimension is taken as 1 (symbolic dimensions too); every other input
 dimension must be known.  Operators on the data path:
 
 * affine, folded into the current layer: ``Gemm`` (transA, transB, alpha, beta; the data may be
-  either operand), ``MatMul`` (either side), ``Add``/``Sub`` (with a constant, or two values of
-  the same layer), ``Mul``/``Div`` by a constant, ``Neg``, ``Conv`` (any kernel, strides, pads,
-  dilations, groups), ``BatchNormalization`` (inference form), ``AveragePool``,
-  ``GlobalAveragePool``, ``Pad`` (constant 0);
+  either operand), ``MatMul`` (either side), ``Add``/``Sub`` (with a constant, or of two data
+  tensors: a residual connection), ``Mul``/``Div`` by a constant, ``Neg``, ``Conv`` (any kernel,
+  strides, pads, dilations, groups), ``BatchNormalization`` (inference form), ``AveragePool``,
+  ``GlobalAveragePool``, ``Pad`` (constant 0), ``Concat`` (of data tensors and constants);
 * shape only: ``Flatten``, ``Reshape``, ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Identity``,
   ``Dropout``, ``Cast`` to float;
-* ``Relu``: ends a layer (its neurons are the flattened tensor's entries); so does ``Clip`` with
-  min = 0 and no max (a Clip with a finite max is refused: it has a second kink);
+* activations, each ending a hidden layer (its gated neurons are the flattened tensor's entries):
+  ``Relu``, ``Clip`` with min = 0 and no max (a ReLU; a Clip with a finite max is refused: it has
+  a second kink), ``LeakyRelu`` (``alpha``, default 0.01; the float32 attribute is read as the
+  shortest decimal that rounds to it, so 0.01 is 0.01) and ``PRelu`` (a constant slope,
+  broadcast to the data's shape: per channel for NCHW);
 * ``Softmax``, ``LogSoftmax``, ``ArgMax`` at the end of the graph: dropped, with a note in the
   network's ``meta["notes"]`` (they do not change the regions); anywhere else an InputError.
 
+Liveness makes the DAG a chain (:mod:`._builder`): every tensor's last consuming node is found up
+front, and at an activation the data tensors read after it (a skip path, the other branch of a
+Concat, the activation's own input) are carried into the new layer as linear neurons.
+
 Nodes whose inputs are all constants (``Constant``, ``Shape`` of the data, ``Gather``,
 ``Concat`` of shape pieces, ...) are evaluated once with ``onnx.reference``.  Any other
-operator on the data path is an InputError naming it.
+operator on the data path (``MaxPool`` among them) is an InputError naming it.
 
 """
 from __future__ import annotations
@@ -27,16 +34,25 @@ import numpy as np
 
 from ..errors import InputError
 from ._builder import Builder as _Builder
+from .lowering import check_clip as _check_clip
+from .lowering import close_layer, onnx_slopes
+from .lowering import onnx_attr as _attr
+from .lowering import onnx_last_uses as _last_uses
 
 
 _DROP_OPS = {"Softmax", "LogSoftmax", "ArgMax"}  # trailing only: they do not change the regions
 _SHAPE_OPS = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast"}
 _AFFINE_OPS = {"Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Conv", "BatchNormalization",
-               "AveragePool", "GlobalAveragePool", "Pad"}
+               "AveragePool", "GlobalAveragePool", "Pad", "Concat"}
+_ACT_OPS = {"Relu", "LeakyRelu", "PRelu"}
+_SUPPORTED = ("Gemm, MatMul, Add, Sub, Mul, Div, Neg, Conv, BatchNormalization, AveragePool, GlobalAveragePool, "
+              "Pad, Concat, Relu, LeakyRelu, PRelu, Clip(min=0), Flatten, Reshape, Transpose, Squeeze, Unsqueeze, "
+              "Identity, Dropout; a trailing Softmax, LogSoftmax or ArgMax")
 
 
 class _Val:
-    """A data tensor: flat(value) = A @ x + c (x the flattened input with batch 1); ``stage`` = ReLUs passed."""
+    """A data tensor: flat(value) = A @ s + c (s the current state: the flattened input with batch 1,
+    then the last hidden layer's outputs); ``stage`` = hidden layers built when it was made."""
 
     __slots__ = ("A", "c", "shape", "stage", "after_relu")
 
@@ -101,12 +117,13 @@ def load_onnx(path):
     d = int(np.prod(dims))
     vals = {inp.name: _Val(np.eye(d), np.zeros(d), dims, 0)}
     builder = _Builder(path)
-    relu_of_stage = {}
+    builder.n_in = d
+    last_use = _last_uses(g)
     dropped = {}  # tensor name -> the trailing Softmax/LogSoftmax/ArgMax it comes from
     opsets = {o.domain: o.version for o in model.opset_import}
     opset = opsets.get("", opsets.get("ai.onnx", 13))
 
-    for node in g.node:
+    for idx, node in enumerate(g.node):
         op = node.op_type
         name = node.name or (node.output[0] if node.output else "?")
         ins = list(node.input)
@@ -144,31 +161,21 @@ def load_onnx(path):
         if op == "Clip":
             _check_clip(node, ins, consts, opset, path, name)
             op = "Relu"
-        if op == "Relu":
-            v = vals[ins[0]]
-            if v.after_relu:
-                vals[node.output[0]] = v  # Relu(Relu(x)) = Relu(x)
-                continue
-            if relu_of_stage.get(v.stage):
-                raise InputError(f"{path}: node {name!r}: the graph branches (a second ReLU on layer {v.stage}'s "
-                                 "output); only feed-forward chains are supported")
-            relu_of_stage[v.stage] = True
-            builder.layers.append((v.A, v.c))
-            m = v.A.shape[0]
-            vals[node.output[0]] = _Val(np.eye(m), np.zeros(m), v.shape, v.stage + 1, after_relu=True)
-            continue
-        if op not in _SHAPE_OPS and op not in _AFFINE_OPS:
+        if op not in _SHAPE_OPS and op not in _AFFINE_OPS and op not in _ACT_OPS:
             raise InputError(f"{path}: unsupported ONNX operator {op!r} (node {name!r}); supported on the data path: "
-                             "Gemm, MatMul, Add, Sub, Mul, Div, Neg, Conv, BatchNormalization, AveragePool, "
-                             "GlobalAveragePool, Pad, Relu, Clip(min=0), Flatten, Reshape, Transpose, Squeeze, "
-                             "Unsqueeze, Identity, Dropout; a trailing Softmax, LogSoftmax or ArgMax")
-        if len(tracked) > 1:
-            stages = {vals[t].stage for t in tracked}
-            if op not in ("Add", "Sub") or len(tracked) != 2:
-                raise InputError(f"{path}: node {name!r} ({op}) combines several data tensors; not supported")
-            if len(stages) != 1:
-                raise InputError(f"{path}: node {name!r} ({op}) is a skip connection across a ReLU; only "
-                                 "feed-forward chains are supported")
+                             f"{_SUPPORTED}")
+        stale = [t for t in tracked if vals[t].stage != builder.stage]
+        if stale:  # cannot happen: liveness carries every tensor read after an activation
+            raise InputError(f"{path}: node {name!r} ({op}) reads {stale[0]!r} from before a later activation, "
+                             "which was not carried past it")
+        if op in _ACT_OPS:
+            if ins[0] not in vals:
+                raise InputError(f"{path}: node {name!r} ({op}): the data must be its first input")
+            _activate(builder, node, op, ins, vals, consts, last_use, idx, path, name)
+            continue
+        if len(tracked) > 1 and not (op in ("Add", "Sub") and len(tracked) == 2 or op == "Concat"):
+            raise InputError(f"{path}: node {name!r} ({op}) combines several data tensors; only Add, Sub and "
+                             "Concat of data tensors are affine")
         try:
             out = _apply(op, node, ins, vals, consts, path, name, opset)
         except InputError:
@@ -194,37 +201,21 @@ def load_onnx(path):
     return builder.finish(v.A, v.c, meta)
 
 
-def _check_clip(node, ins, consts, opset, path, name):
-    """A Clip with min = 0 and no max (or max = +inf) is ReLU; any other Clip is refused."""
-    if opset >= 11:
-        bounds = []
-        for x in (list(ins) + ["", ""])[1:3]:
-            if x and x not in consts:
-                raise InputError(f"{path}: node {name!r} (Clip): its bounds must be constants")
-            bounds.append(np.asarray(consts[x], np.float64) if x else None)
-        lo, hi = bounds
-    else:
-        lo, hi = _attr(node, "min", None), _attr(node, "max", None)
-        lo = None if lo is None or lo <= -3.4e38 else np.asarray(lo, np.float64)
-        hi = None if hi is None or hi >= 3.4e38 else np.asarray(hi, np.float64)
-    if hi is not None and np.all(np.isinf(hi)) and np.all(hi > 0):
-        hi = None
-    if hi is not None:
-        raise InputError(f"{path}: node {name!r} (Clip) with max = {float(np.max(hi)):g} is not a ReLU: it has a "
-                         "second kink at the max (a ReLU6-like clamp), which the enumeration engine does not "
-                         "handle yet")
-    if lo is None or not np.all(lo == 0):
-        raise InputError(f"{path}: node {name!r} (Clip) with min = {'-inf' if lo is None else f'{float(np.max(lo)):g}'}"
-                         " is not a ReLU: only Clip(min = 0, no max) is read (as ReLU)")
-
-
-def _attr(node, name, default=None):
-    from onnx import helper
-
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
+def _activate(builder, node, op, ins, vals, consts, last_use, idx, path, name):
+    """A Relu/LeakyRelu/PRelu node: a new hidden layer; the tensors read later are carried."""
+    v = vals[ins[0]]
+    if v.after_relu:  # every entry is a ReLU output (>= 0): any of these activations is the identity
+        vals[node.output[0]] = v
+        return
+    slopes = onnx_slopes(node, op, ins, v.shape, consts, path, name)
+    # the data tensors read after this node; aliases (Identity, Reshape) share their arrays
+    live = [(t, (id(w.A), id(w.c)), w.A, w.c) for t, w in vals.items()
+            if w.stage == builder.stage and last_use.get(t, -1) > idx]
+    (A, c), moved = close_layer(builder, v.A, v.c, slopes, live)
+    stage = builder.stage
+    for t, (At, ct) in moved.items():
+        vals[t] = _Val(At, ct, vals[t].shape, stage, vals[t].after_relu)
+    vals[node.output[0]] = _Val(A, c, v.shape, stage, after_relu=not np.any(slopes))
 
 
 def _constant_node(node, path):
@@ -342,6 +333,19 @@ def _apply(op, node, ins, vals, consts, path, name, opset):
         return done(np.transpose(T, [0] + [p + 1 for p in perm]))
     if op == "Neg":
         return done(-T)
+    if op == "Concat":
+        axis = int(_attr(node, "axis", 0))
+        parts = []
+        for x in ins:
+            if x in vals:
+                parts.append(vals[x].stacked())
+            else:
+                C = _const(consts, x, path, name, "a non-data operand")
+                parts.append(np.concatenate([C[None], np.zeros((T.shape[0] - 1,) + C.shape)]))
+        if any(p.ndim != T.ndim for p in parts):
+            raise InputError(f"{path}: node {name!r}: Concat of tensors of different ranks")
+        axis = axis + T.ndim - 1 if axis < 0 else axis
+        return done(np.concatenate(parts, axis=axis + 1))
     if op in ("Add", "Sub"):
         if len(pos) == 2:
             w = vals[ins[pos[1]]]
@@ -490,5 +494,3 @@ def _apply_reference(op, node, ins, p, v, T, consts, path, name, opset, stage):
         add = np.broadcast_to(add, out_shape)
     return _from_stacked(Y, add, stage)
 
-
-# =============================================================================== PyTorch

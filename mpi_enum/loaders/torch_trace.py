@@ -1,19 +1,25 @@
-"""A ``torch.nn.Module`` (pickled, TorchScript or in memory) read as dense ReLU layers.
+"""A ``torch.nn.Module`` (pickled, TorchScript or in memory) read as the layers of a
+:class:`~mpi_enum.model.network.Network`.
 
 Owns the reading of a model's forward pass; :mod:`.pytorch` owns the files.  The forward pass is
-traced with ``torch.fx`` where it can be (any module whose ``forward`` chains layers, functional
-ReLUs, ``view``/``flatten``, ...); a TorchScript model, or one that ``fx`` cannot trace, is read as
-the chain of its submodules in order, and that reading is then checked against the model's own
-forward pass on random inputs (a mismatch is refused, never enumerated).
+traced with ``torch.fx`` where it can be (any module whose ``forward`` combines layers, functional
+activations, ``view``/``flatten``, residual adds, ``torch.cat``, ...); a TorchScript model, or one
+that ``fx`` cannot trace, is read as the chain of its submodules in order, and that reading is then
+checked against the model's own forward pass on random inputs (a mismatch is refused, never
+enumerated).
 
 Folding: every affine step (``Linear``, ``Conv1d``/``Conv2d`` with any stride, padding, dilation
 and groups, ``AvgPool``, ``AdaptiveAvgPool``, ``BatchNorm`` in eval mode, ``Flatten``,
-``Dropout``, ``Identity``, reshapes, adding or scaling by constants) is applied to the batch
-``[0, e_1, ..., e_m]`` of basis tensors in float64, so that row 0 holds the constant part and row
-``1 + j`` minus row 0 the j-th column of the composed affine map since the last ReLU: exact for
-affine maps, whatever the module.  A ReLU ends a layer.  A trailing ``Softmax``/``LogSoftmax``
-(or ``argmax``) is dropped: it does not change the activation regions.  Anything else (MaxPool,
-LeakyReLU, PReLU, residual adds) is an InputError naming it.
+``Dropout``, ``Identity``, reshapes, adding or scaling by constants, the sum or difference of two
+data tensors, ``torch.cat``/``torch.concat``) is applied to the batch ``[0, e_1, ..., e_m]`` of
+basis tensors of the current state in float64, so that row 0 holds the constant part and row
+``1 + j`` minus row 0 the j-th column of the tensor's affine map of the state: exact for affine
+maps, whatever the module.  An activation (``ReLU``, ``LeakyReLU``, ``PReLU`` modules;
+``relu``, ``leaky_relu``, ``prelu`` functions) ends a hidden layer; in the fx graph every other
+tensor read later (``node.users`` after the node) is carried into it as linear neurons
+(:mod:`.lowering`).  A trailing ``Softmax``/``LogSoftmax`` (or ``argmax``) is dropped: it does
+not change the activation regions.  Anything else (MaxPool, ReLU6, a product of two data
+tensors) is an InputError naming it.
 """
 from __future__ import annotations
 
@@ -24,15 +30,17 @@ import numpy as np
 
 from ..errors import InputError
 from ._builder import Builder
+from .lowering import close_layer, fx_live, probe_slopes
 
 AFFINE_MODULES = {"Linear", "Conv1d", "Conv2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
                   "BatchNorm1d", "BatchNorm2d", "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d",
                   "Identity"}
 PASS_MODULES = {"Dropout", "Dropout1d", "Dropout2d", "Identity"}  # a ReLU output stays one
 DROP_MODULES = {"Softmax", "LogSoftmax"}
-KNOWN = AFFINE_MODULES | DROP_MODULES | {"ReLU"}
+ACT_MODULES = {"ReLU", "LeakyReLU", "PReLU"}
+KNOWN = AFFINE_MODULES | DROP_MODULES | ACT_MODULES
 SUPPORTED = ("Linear, Conv1d, Conv2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, BatchNorm1d/2d, Flatten, Dropout, "
-             "Identity, ReLU and a trailing Softmax/LogSoftmax")
+             "Identity, ReLU, LeakyReLU, PReLU, residual adds, torch.cat and a trailing Softmax/LogSoftmax")
 _AFFINE_METHODS = {"view", "reshape", "flatten", "contiguous", "double", "float"}
 _META_METHODS = {"size", "dim"}
 _DROP_METHODS = {"softmax", "log_softmax", "argmax"}
@@ -46,11 +54,17 @@ def _affine_functions():
             F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, operator.neg, operator.pos}
 
 
-def _relu_functions():
+def _act_functions():
     import torch
     import torch.nn.functional as F
 
-    return {torch.relu, F.relu, torch.relu_}
+    return {torch.relu, F.relu, torch.relu_, F.leaky_relu, F.prelu, torch.prelu}
+
+
+def _sum_functions():
+    import torch
+
+    return {operator.add, operator.sub, operator.iadd, operator.isub, torch.add, torch.sub}
 
 
 def _drop_functions():
@@ -67,8 +81,7 @@ def tname(m):
 
 def not_supported(path, what, where=""):
     at = f" ({where})" if where else ""
-    return InputError(f"{path}: unsupported PyTorch {what}{at}: not supported yet (the enumeration engine handles "
-                      f"only ReLU between affine layers: {SUPPORTED})")
+    return InputError(f"{path}: unsupported PyTorch {what}{at}: not supported yet (the loader reads: {SUPPORTED})")
 
 
 class _Stack:
@@ -81,46 +94,61 @@ class _Stack:
 
 
 class _Fold:
-    """The layers read so far and the rules every step on the data obeys."""
+    """The layers read so far and the rules every step on the data obeys.  ``live`` (set by the fx
+    reading): the ``(key, _Stack)`` read after the current node; ``moved(key, stack)`` stores a
+    carried tensor's new stack."""
 
     def __init__(self, path):
         self.path = path
         self.builder = Builder(path)
-        self.stage = 0
+        self.live = lambda: []
+        self.moved = None
+
+    @property
+    def stage(self):
+        return self.builder.stage
 
     def start(self, shape):
         import torch
 
         m = int(np.prod(shape))
+        self.builder.n_in = m
         B = torch.zeros(m + 1, m, dtype=torch.float64)
         B[1:] = torch.eye(m, dtype=torch.float64)
         return B.reshape((m + 1,) + tuple(shape))
 
-    def check(self, stacks, what):
-        if len(stacks) > 1:
-            raise InputError(f"{self.path}: {what} combines two data tensors (a residual add or a concatenation): "
-                             "not supported yet (the enumeration engine handles only chains of affine layers and "
-                             "ReLUs)")
-        st = stacks[0]
-        if st.dropped:
-            raise InputError(f"{self.path}: {what} comes after a {st.dropped}: a {st.dropped} is accepted only as the "
-                             "last operation (where it does not change the activation regions)")
-        if st.stage != self.stage:
-            raise InputError(f"{self.path}: {what} reads a tensor from before a later ReLU (a skip connection): "
-                             "not supported yet (only chains of affine layers and ReLUs)")
-        return st
+    def check(self, stacks, what, many=False):
+        if len(stacks) > 1 and not many:
+            raise InputError(f"{self.path}: {what} combines two data tensors in a way that is not affine: not "
+                             "supported (only sums, differences and torch.cat of data tensors are)")
+        for st in stacks:
+            if st.dropped:
+                raise InputError(f"{self.path}: {what} comes after a {st.dropped}: a {st.dropped} is accepted only as "
+                                 "the last operation (where it does not change the activation regions)")
+            if st.stage != self.stage:  # cannot happen: every tensor read later is carried
+                raise InputError(f"{self.path}: {what} reads a tensor from before a later activation, which was not "
+                                 "carried past it")
+        return stacks[0]
 
     def affine(self, st):
         F = st.t.reshape(st.t.shape[0], -1).detach().numpy()
         c = F[0].copy()
         return np.ascontiguousarray((F[1:] - c).T), c
 
-    def relu(self, st):
-        if st.fresh:
-            return st  # relu(relu(x)) = relu(x)
-        self.builder.layers.append(self.affine(st))
-        self.stage += 1
-        return _Stack(self.start(st.t.shape[1:]), self.stage, fresh=True)
+    def from_map(self, A, c, shape):
+        """The stack of the map (A, c) of the current state, as a tensor of ``shape`` per sample."""
+        import torch
+
+        return torch.from_numpy(np.concatenate([c[None, :], c[None, :] + A.T])).reshape((-1,) + tuple(shape))
+
+    def activate(self, st, slopes):
+        """A new hidden layer: ``st`` gated with ``slopes``, every live tensor carried (linear)."""
+        live = self.live()
+        items = [(k, _key(v)) + self.affine(v) for k, v in live]
+        (A, c), moved = close_layer(self.builder, *self.affine(st), slopes, items)
+        for k, v in live:
+            self.moved(k, _Stack(self.from_map(*moved[k], v.t.shape[1:]), self.stage, v.fresh))
+        return _Stack(self.from_map(A, c, st.t.shape[1:]), self.stage, fresh=not np.any(slopes))
 
     def drop(self, st, what):
         return _Stack(st.t, st.stage, st.fresh, dropped=what)
@@ -128,9 +156,9 @@ class _Fold:
     def finish(self, st):
         A, c = self.affine(st)
         if not self.builder.layers:
-            raise InputError(f"{self.path}: the model has no ReLU: it is affine, with no activation regions to "
-                             "enumerate (expected a torch.nn.Sequential, or a module whose forward chains affine "
-                             "layers and ReLUs)")
+            raise InputError(f"{self.path}: the model has no activation (ReLU, LeakyReLU, PReLU): it is affine, with "
+                             "no activation regions to enumerate (expected a torch.nn.Sequential, or a module whose "
+                             "forward combines affine layers and activations)")
         meta = {"format": "torch"}
         if st.fresh:
             meta["output_relu"] = True
@@ -139,11 +167,20 @@ class _Fold:
         return self.builder.finish(A, c, meta)
 
 
+def _key(st):
+    """Equal for two stacks holding the same values in the same order (views of one tensor)."""
+    t = st.t
+    return ("mem", t.data_ptr(), t.numel()) if t.is_contiguous() else ("id", id(t))
+
+
 def _module_step(fold, m, st, where):
     """One submodule applied to the stack (the walk and the fx trace share it)."""
     t = tname(m)
-    if t == "ReLU":
-        return fold.relu(fold.check([st], where))
+    if t in ACT_MODULES:
+        st = fold.check([st], where)
+        if st.fresh:  # every entry is a ReLU output (>= 0): the activation is the identity
+            return st
+        return fold.activate(st, probe_slopes(m, st.t.shape[1:], fold.path, where))
     if t in DROP_MODULES:
         return fold.drop(fold.check([st], where), t)
     if t not in AFFINE_MODULES:
@@ -194,29 +231,68 @@ def _fx_node(fold, gm, node, args, kwargs, stacks):
     kw = {k: (v.t if isinstance(v, _Stack) else v) for k, v in kwargs.items()}
     if node.op == "call_method" and tgt in _META_METHODS or (tgt is getattr and args[1:] == ("shape",)):
         return getattr(unwrap[0], tgt)(*unwrap[1:], **kw) if node.op == "call_method" else unwrap[0].shape
-    st = fold.check(stacks, what)
-    if (node.op == "call_method" and tgt in ("relu", "relu_")) or tgt in _relu_functions():
-        return fold.relu(st)
+    if tgt in (torch.cat, torch.concat):
+        return _cat(fold, args, kwargs, stacks, what)
+    summed = tgt in _sum_functions() or (node.op == "call_method" and tgt in ("add", "sub"))
+    st = fold.check(stacks, what, many=summed and len(stacks) == 2)
+    if (node.op == "call_method" and tgt in ("relu", "relu_")) or tgt in _act_functions():
+        if st.fresh:  # every entry is a ReLU output (>= 0): the activation is the identity
+            return st
+        f = (lambda z: z.relu()) if node.op == "call_method" else (lambda z: tgt(z, *unwrap[1:], **kw))
+        return fold.activate(st, probe_slopes(f, st.t.shape[1:], fold.path, f"{what} ({label})"))
     if (node.op == "call_method" and tgt in _DROP_METHODS) or tgt in _drop_functions():
         return fold.drop(st, {"softmax": "Softmax", "log_softmax": "LogSoftmax", "argmax": "ArgMax"}.get(
             label, label))
-    linear = (node.op == "call_method" and tgt in _AFFINE_METHODS) or tgt in _affine_functions()
+    linear = (node.op == "call_method" and tgt in _AFFINE_METHODS) or tgt in _affine_functions() or summed
     if tgt is torch.nn.functional.dropout:  # the identity once traced in eval mode
         linear = kw.get("training", unwrap[3] if len(unwrap) > 3 else True) is False
-    if tgt in (operator.add, operator.sub, operator.mul, operator.truediv) and len(args) == 2:
-        linear = tgt is not operator.truediv or _is_const(args[1])  # x +- c, c - x, c x: affine; c / x is not
+    if tgt in (operator.mul, operator.truediv) and len(args) == 2:
+        linear = tgt is not operator.truediv or _is_const(args[1])  # c x and x / c: affine; c / x is not
     if not linear:
         raise not_supported(fold.path, f"operation {label!r}", what)
+    tgt = {operator.iadd: operator.add, operator.isub: operator.sub}.get(tgt, tgt)  # never change a stack in place
     f = getattr(unwrap[0], tgt) if node.op == "call_method" else tgt
     out = f(*unwrap[1:], **kw) if node.op == "call_method" else f(*unwrap, **kw)
     return _Stack(out, st.stage)
+
+
+def _cat(fold, args, kwargs, stacks, what):
+    """``torch.cat(tensors, dim)`` of data tensors (and constants of batch size 1) along a non-batch dim."""
+    import torch
+
+    fold.check(stacks, what, many=True)
+    seq, rest = args[0], list(args[1:])
+    dim = kwargs.get("dim", rest[0] if rest else 0)
+    rows, nd = stacks[0].t.shape[0], stacks[0].t.dim()
+    if not isinstance(dim, int) or dim % nd == 0:
+        raise InputError(f"{fold.path}: {what}: torch.cat along the batch dimension is not supported")
+    parts = []
+    for a in seq:
+        if isinstance(a, _Stack):
+            parts.append(a.t)
+            continue
+        a = torch.as_tensor(a, dtype=torch.float64)
+        if a.dim() != nd or a.shape[0] != 1:
+            raise InputError(f"{fold.path}: {what}: torch.cat of the data with a constant of shape {tuple(a.shape)} "
+                             "(only constants of batch size 1 can be concatenated)")
+        parts.append(a.expand((rows,) + tuple(a.shape[1:])))
+    try:
+        out = torch.cat(parts, dim=dim)
+    except Exception as exc:
+        raise InputError(f"{fold.path}: {what}: cannot concatenate ({type(exc).__name__})") from None
+    return _Stack(out, fold.stage)
 
 
 def _fx(gm, fold, shape):
     import torch.fx
 
     env, first = {}, True
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    here = [None]
+    fold.live = lambda: [(u, env[u]) for u in fx_live(here[0], order, env, lambda v: isinstance(v, _Stack))]
+    fold.moved = env.__setitem__
     for node in gm.graph.nodes:
+        here[0] = node
         if node.op == "placeholder":
             if not first:
                 if node.args:

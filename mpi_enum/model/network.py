@@ -1,8 +1,21 @@
-"""The network as data: :class:`Network`, its validation, and the random-MLP recipe.
+"""The network as data (the IR every loader produces): :class:`Network`, its validation, and
+the random-MLP recipe.
 
-A :class:`Network` is a list of affine layers ``(W, b)`` with ``W`` of shape (out, in); every
-layer but the last is followed by ReLU.  No file I/O here (the loaders in :mod:`mpi_enum.loaders`
-read files and call :func:`validate`), no MPI.
+A :class:`Network` is a chain of affine layers ``(W, b)`` with ``W`` of shape (out, in); every
+layer but the last is followed by a piecewise-linear activation, one per neuron:
+
+* ReLU (the default): ``max(z, 0)``;
+* LeakyReLU / PReLU: ``z`` for ``z > 0``, ``slope * z`` otherwise (``slopes[l][j]``; ReLU is
+  slope 0).  Its pattern bit is the ReLU's: 1 iff ``z > 0``;
+* linear (``linear[l][j]`` True): ``z`` everywhere.  A linear neuron has no hyperplane and no
+  pattern bit: it carries a value past a layer (the skip path of a residual block, one side of a
+  concatenation), so that every DAG of affine maps and activations becomes a chain.
+
+The pattern of a region holds one bit per *gated* (non-linear) neuron, layer-major: for a network
+without linear neurons it is today's ReLU pattern.  :attr:`Network.hidden_widths` counts the
+gated neurons per layer (the pattern's layout); :attr:`Network.layer_widths` all neurons.
+No file I/O here (the loaders in :mod:`mpi_enum.loaders` read files and call :func:`validate`),
+no MPI.
 
 May import: numpy, :mod:`mpi_enum.errors`.
 """
@@ -24,18 +37,82 @@ class Network:
     source: str = ""
     sha256: str = ""
     meta: dict = field(default_factory=dict)
+    slopes: list | None = None  # per hidden layer: float64 (width,), the slope below 0 (0: ReLU)
+    linear: list | None = None  # per hidden layer: bool (width,), True: no activation, no bit
 
     @property
     def input_dim(self) -> int:
         return int(self.weights[0].shape[1])
 
     @property
-    def hidden_widths(self) -> list:
+    def layer_widths(self) -> list:
+        """All neurons of each hidden layer (gated and linear)."""
         return [int(W.shape[0]) for W in self.weights[:-1]]
+
+    @property
+    def hidden_widths(self) -> list:
+        """Gated neurons of each hidden layer: the pattern's layout (all neurons for ReLU nets)."""
+        if self.linear is None:
+            return self.layer_widths
+        return [int(np.count_nonzero(~np.asarray(m, bool))) for m in self.linear]
 
     @property
     def n_hidden(self) -> int:
         return sum(self.hidden_widths)
+
+    @property
+    def is_relu(self) -> bool:
+        """True if every hidden neuron is a ReLU (the result file's version-2 layout)."""
+        return (self.linear is None or not any(np.any(m) for m in self.linear)) and (
+            self.slopes is None or not any(np.any(np.asarray(s) != 0) for s in self.slopes))
+
+    def slope_of(self, l) -> np.ndarray:
+        """The slopes of hidden layer l below 0, with 1.0 for linear neurons."""
+        w = self.layer_widths[l]
+        s = np.zeros(w) if self.slopes is None else np.asarray(self.slopes[l], np.float64).copy()
+        if self.linear is not None:
+            s[np.asarray(self.linear[l], bool)] = 1.0
+        return s
+
+    def linear_of(self, l) -> np.ndarray:
+        w = self.layer_widths[l]
+        return np.zeros(w, bool) if self.linear is None else np.asarray(self.linear[l], bool)
+
+    def gated_index(self) -> np.ndarray:
+        """Positions (layer-major, among all hidden neurons) of the gated neurons: pattern bit q is
+        the neuron ``gated_index()[q]``."""
+        lin = np.concatenate([self.linear_of(l) for l in range(len(self.layer_widths))])
+        return np.flatnonzero(~lin)
+
+    def expand_bits(self, bits) -> np.ndarray:
+        """Patterns (n, N) 0/1 over the gated neurons -> (n, all neurons), linear neurons 1 (their
+        output is their pre-activation, as an active neuron's)."""
+        bits = np.asarray(bits)
+        if self.linear is None:
+            return bits
+        full = np.ones((bits.shape[0], sum(self.layer_widths)), dtype=bits.dtype)
+        full[:, self.gated_index()] = bits
+        return full
+
+    def gates(self, bits_all, l) -> np.ndarray:
+        """Factors (n, width_l) of layer l's outputs given the all-neuron bits (n, all): 1 where
+        the bit is 1, the neuron's slope where it is 0 (0 for ReLU), 1 for linear neurons."""
+        off = sum(self.layer_widths[:l])
+        w = self.layer_widths[l]
+        b = np.asarray(bits_all)[:, off:off + w] > 0
+        return np.where(b, 1.0, self.slope_of(l)[None, :])
+
+    def gate_factors(self, bits) -> np.ndarray:
+        """Patterns (n, N) over the gated neurons -> output factors (n, all neurons): 1 for an
+        active or linear neuron, the slope (0 for ReLU) for an inactive one."""
+        full = self.expand_bits(bits)
+        return np.concatenate([self.gates(full, l) for l in range(len(self.layer_widths))], axis=1)
+
+    def activate(self, l, z):
+        """Layer l's activation applied to its pre-activations z (n, width_l)."""
+        if self.slopes is None and self.linear is None:
+            return np.maximum(z, 0.0)
+        return np.where(z > 0.0, z, z * self.slope_of(l)[None, :])
 
     def default_box(self):
         d = self.input_dim
@@ -43,15 +120,17 @@ class Network:
             return self.input_lo.copy(), self.input_hi.copy()
         return -np.ones(d), np.ones(d)
 
-    def forward_preacts(self, X):
-        """Pre-activations of all hidden neurons, layer-major: array (n, N)."""
+    def forward_preacts(self, X, all_neurons=False):
+        """Pre-activations of the gated hidden neurons (of all, with ``all_neurons``), layer-major:
+        array (n, N)."""
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         out, h = [], X
-        for W, b in zip(self.weights[:-1], self.biases[:-1]):
+        for l, (W, b) in enumerate(zip(self.weights[:-1], self.biases[:-1])):
             z = h @ W.T + b
             out.append(z)
-            h = np.maximum(z, 0.0)
-        return np.concatenate(out, axis=1) if out else np.zeros((X.shape[0], 0))
+            h = self.activate(l, z)
+        Z = np.concatenate(out, axis=1) if out else np.zeros((X.shape[0], 0))
+        return Z if all_neurons or self.linear is None else Z[:, self.gated_index()]
 
     def patterns(self, X):
         """Activation patterns (bool, (n, N)); ties (pre-activation exactly 0) are inactive."""
@@ -73,7 +152,7 @@ class Network:
         Wo = np.asarray(self.weights[-1], np.float64) * np.exp(logs - top)[None, :]
         bo = (np.asarray(self.biases[-1], np.float64) * np.exp(-top / 2)) * np.exp(-top / 2)
         net = Network(Ws + [Wo], bs + [bo], self.input_lo, self.input_hi, self.source, self.sha256,
-                      {"normalised": True})
+                      {"normalised": True}, self.slopes, self.linear)
         net.meta["_normalised"] = net
         self.meta["_normalised"] = net
         return net
@@ -84,7 +163,7 @@ class Network:
         for i, (W, b) in enumerate(zip(self.weights, self.biases)):
             h = h @ W.T + b
             if i < len(self.weights) - 1:
-                h = np.maximum(h, 0.0)
+                h = self.activate(i, h)
         return h
 
 
@@ -108,7 +187,8 @@ def _unit_rows(W, b):
 def normalised_layers(Ws, bs, logs0=None, return_logs=False):
     """The hidden layers rescaled so that every neuron's weight row has unit norm.
 
-    A positive factor on a neuron's row and bias moves no hyperplane (relu(z / s) = relu(z) / s),
+    A positive factor on a neuron's row and bias moves no hyperplane (relu(z / s) = relu(z) / s,
+    and so for every activation of :class:`Network`: they are positively homogeneous),
     and multiplying the next layer's column by the same factor restores its input exactly, so the
     activation regions and patterns are unchanged.  The engine then sees weights of order 1
     whatever the scale of the file (1e+300 or subnormal): every threshold it applies is relative.
@@ -169,6 +249,7 @@ def validate(net: Network, path: str) -> Network:
         bs.append(b)
         n_in = W.shape[0]
     net.weights, net.biases = Ws, bs
+    _validate_units(net, path)
     d = Ws[0].shape[1]
     if (net.input_lo is None) != (net.input_hi is None):
         raise InputError(f"{path}: input_lo and input_hi must be given together")
@@ -183,6 +264,37 @@ def validate(net: Network, path: str) -> Network:
             raise InputError(f"{path}: input_lo > input_hi in coordinate {int(np.argmax(lo > hi))}")
         net.input_lo, net.input_hi = lo, hi
     return net
+
+
+def _validate_units(net: Network, path: str) -> None:
+    """Check and convert ``slopes`` and ``linear`` (one array per hidden layer, or None)."""
+    widths = [int(W.shape[0]) for W in net.weights[:-1]]
+    for name, kind in (("slopes", np.float64), ("linear", bool)):
+        arrs = getattr(net, name)
+        if arrs is None:
+            continue
+        if len(arrs) != len(widths):
+            raise InputError(f"{path}: {name} has {len(arrs)} arrays for {len(widths)} hidden layers")
+        out = []
+        for l, (a, w) in enumerate(zip(arrs, widths)):
+            a = np.asarray(a)
+            if a.shape != (w,):
+                raise InputError(f"{path}: {name} of hidden layer {l} has shape {a.shape}, expected ({w},)")
+            if kind is bool:
+                if a.dtype != bool and not (np.issubdtype(a.dtype, np.number) and np.all((a == 0) | (a == 1))):
+                    raise InputError(f"{path}: linear of hidden layer {l} must be booleans (0/1)")
+            elif not (np.issubdtype(a.dtype, np.number) and not np.iscomplexobj(a) and np.all(np.isfinite(a))):
+                raise InputError(f"{path}: slopes of hidden layer {l} must be finite real numbers")
+            out.append(np.ascontiguousarray(a, dtype=kind))
+        setattr(net, name, out)
+    if net.linear is not None:
+        if not any(np.any(~m) for m in net.linear):
+            raise InputError(f"{path}: every hidden neuron is linear: the network is affine, with no activation "
+                             "regions to enumerate")
+        if not any(np.any(m) for m in net.linear):
+            net.linear = None
+    if net.slopes is not None and not any(np.any(s != 0) for s in net.slopes):
+        net.slopes = None
 
 
 def random_mlp(d, widths, seed=0, n_out=1, bias_scale=0.1):

@@ -14,7 +14,8 @@ class Problem:
 
     ``Ws[l]``, ``bs[l]``: layer l in the domain coordinates ``y`` (layer 0 composed with
     ``x = x0 + E y``), every row of unit norm (:func:`normalised_layers`): the same regions and
-    patterns as the network, whatever the scale of its weights.
+    patterns as the network, whatever the scale of its weights.  ``N`` counts every hidden neuron
+    (the kernel's bits, work items); ``n_bits`` the gated ones (a region's pattern).
     """
 
     def __init__(self, net, domain, tol=1e-9):
@@ -36,7 +37,16 @@ class Problem:
         self.layer_of = np.repeat(np.arange(self.L), self.widths)
         # scale of each layer's weights, for the relative "constant neuron" and rank tests
         self.wscale = [float(np.abs(W).max()) or 1.0 for W in self.Ws]
+        # activations (the network IR): per neuron, the output factor on the inactive side
+        # (0 ReLU) and the linear neurons (no hyperplane, no pattern bit); None: all ReLU
+        relu = net.slopes is None and net.linear is None
+        self.slope = None if relu else np.concatenate([net.slope_of(l) for l in range(self.L)])
+        self.linear = None if net.linear is None else np.concatenate([net.linear_of(l) for l in range(self.L)])
+        #: positions of the pattern's bits among the N neurons (None: all of them)
+        self.gated = None if self.linear is None else np.flatnonzero(~self.linear)
+        self.n_bits = self.N if self.gated is None else int(len(self.gated))
 
     @property
     def pattern_bytes(self) -> int:
-        return (self.N + 7) // 8
+        """Bytes of a region's packed pattern (one bit per gated neuron)."""
+        return (self.n_bits + 7) // 8

@@ -46,14 +46,36 @@ class Chart:
         return np.linalg.norm(D - (D @ self.Q) @ self.Q.T, axis=1)
 
 
-def region_maps(net, chart, bits, with_output=False):
+def forward_abs(net, X):
+    """Pre-activations (n, N) of the gated neurons and a bound on their rounding scale
+    (|W| |h| + |b|): the forward pass ``verify`` checks patterns and margins with."""
+    X = np.atleast_2d(X)
+    zs, sc = [], []
+    h, ha = X, np.abs(X)
+    for l, (W, b) in enumerate(zip(net.weights[:-1], net.biases[:-1])):
+        z = h @ W.T + b
+        za = ha @ np.abs(W).T + np.abs(b)
+        zs.append(z)
+        sc.append(za)
+        h = net.activate(l, z)
+        ha = np.abs(h)
+    Z, S = np.concatenate(zs, axis=1), np.concatenate(sc, axis=1)
+    if getattr(net, "linear", None) is not None:  # linear neurons have no pattern bit
+        g = net.gated_index()
+        Z, S = Z[:, g], S[:, g]
+    return Z, S
+
+
+def region_maps(net, chart, bits, with_output=False, all_neurons=False):
     """Affine pre-activation maps on a batch of regions, in ``u`` coordinates, of the network with
     unit hidden rows (:meth:`mpi_enum.model.network.Network.normalised`: the same regions and
     patterns, pre-activations divided by positive per-neuron factors).
 
-    ``bits`` (n, N) 0/1 patterns (the masks of the hidden layers).  Returns ``A`` (n, N, k) and
-    ``c`` (n, N): neuron j's pre-activation on region i is ``A[i, j] @ u + c[i, j]``.  With
-    ``with_output`` also the output layer's map ``(Ao (n, n_out, k), co (n, n_out))``.
+    ``bits`` (n, N) 0/1 patterns (one bit per gated neuron; an inactive neuron's output is its
+    slope times its pre-activation: 0 for ReLU; linear neurons pass theirs on).  Returns ``A``
+    (n, N, k) and ``c`` (n, N): gated neuron j's pre-activation on region i is
+    ``A[i, j] @ u + c[i, j]`` (with ``all_neurons``: every hidden neuron's, linear ones too).
+    With ``with_output`` also the output layer's map ``(Ao (n, n_out, k), co (n, n_out))``.
 
     The maps are computed and held coordinate-major, (k, n, N) in memory, so that each layer is
     one GEMM ``(k n, w1) @ (w1, w2)`` without copies; ``A`` is that array seen as (n, N, k)
@@ -64,6 +86,8 @@ def region_maps(net, chart, bits, with_output=False):
     n = len(bits)
     k = chart.k
     Ws, bs = net.normalised().weights, net.normalised().biases  # unit rows: scale-free thresholds
+    relu = getattr(net, "is_relu", True)
+    gates = bits.astype(np.float64) if relu else net.gate_factors(bits)
     W0Q = Ws[0] @ chart.Q  # (w0, k)
     M = np.broadcast_to(W0Q.T[:, None, :], (k, n, W0Q.shape[0]))
     m = np.broadcast_to(Ws[0] @ chart.x0 + bs[0], (n, Ws[0].shape[0]))
@@ -71,7 +95,7 @@ def region_maps(net, chart, bits, with_output=False):
     off = 0
     for l in range(1, len(Ws)):
         w = Ws[l - 1].shape[0]
-        mask = bits[:, off:off + w].astype(np.float64)
+        mask = gates[:, off:off + w]
         off += w
         Mm = M * mask[None, :, :]
         M = (Mm.reshape(k * n, w) @ Ws[l].T).reshape(k, n, -1)
@@ -81,6 +105,9 @@ def region_maps(net, chart, bits, with_output=False):
             cs.append(m)
     A = np.concatenate(As, axis=2)  # (k, n, N)
     c = np.concatenate(cs, axis=1)
+    if not all_neurons and getattr(net, "linear", None) is not None:
+        g = net.gated_index()
+        A, c = A[:, :, g], c[:, g]
     if with_output:
         return np.moveaxis(A, 0, 2), c, np.moveaxis(M, 0, 2), m
     return np.moveaxis(A, 0, 2), c
@@ -116,7 +143,7 @@ def _rank_counts(sv, big):
     return lo, hi
 
 
-def rank_agreement(net, chart, bits, A, stored):
+def rank_agreement(net, chart, bits, A, stored, widths=None):
     """Which stored affine ranks (n, L) agree with the singular values of the regions' masked maps.
 
     The rule: with singular values s_1 >= s_2 >= ... of layer l's masked map ``M`` and ``big`` the
@@ -128,15 +155,18 @@ def rank_agreement(net, chart, bits, A, stored):
     ``eigvalsh`` together: at most ``(4 p q + q) eps s_1^2`` per eigenvalue, p = max(w, k)), and
     by the SVD of ``M`` only for the rows where they do not (nearly singular maps whose stored
     rank sits at the edge of the rule).  Returns a boolean array (n, L): True where it agrees.
+    ``bits`` may be the output factors of every neuron (:meth:`Network.gate_factors`) with ``A``
+    over every neuron (``region_maps(..., all_neurons=True)``) and ``widths`` the layer widths.
     """
     n = len(bits)
-    L = len(net.hidden_widths)
+    widths = net.hidden_widths if widths is None else widths
+    L = len(widths)
     ok = np.ones((n, L), bool)
     eps = np.finfo(np.float64).eps
     Ak = np.moveaxis(A, 2, 0)  # (k, n, N): contiguous for region_maps' A
     k = Ak.shape[0]
     off = 0
-    for l, w in enumerate(net.hidden_widths):
+    for l, w in enumerate(widths):
         mask = bits[:, off:off + w].astype(np.float64)
         Mk = Ak[:, :, off:off + w] * mask[None, :, :]  # (k, n, w)
         off += w

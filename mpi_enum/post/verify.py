@@ -59,7 +59,7 @@ import numpy as np
 from ..io.reader import domain_from_spec, load_result
 from .buckets import buckets, first_layer_hash, packed_prefix_groups
 from .share import Share
-from .geometry import (Chart, convex_polygon, domain_box_u, rank_agreement,
+from .geometry import (Chart, convex_polygon, domain_box_u, forward_abs, rank_agreement,
                       polygon_area, region_halfspaces, region_maps)
 from ..errors import InputError
 
@@ -76,21 +76,6 @@ class Check:
     name: str
     status: str  # PASS, FAIL, SKIP
     detail: str = ""
-
-
-def _forward_abs(net, X):
-    """Pre-activations (n, N) and a bound on their rounding scale (|W| |h| + |b|)."""
-    X = np.atleast_2d(X)
-    zs, sc = [], []
-    h, ha = X, np.abs(X)
-    for W, b in zip(net.weights[:-1], net.biases[:-1]):
-        z = h @ W.T + b
-        za = ha @ np.abs(W).T + np.abs(b)
-        zs.append(z)
-        sc.append(za)
-        h = np.maximum(z, 0.0)
-        ha = np.abs(h)
-    return np.concatenate(zs, axis=1), np.concatenate(sc, axis=1)
 
 
 def _fmt_int(v):
@@ -162,8 +147,13 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=Non
         same = len(res.net.weights) == len(net.weights) and all(
             W1.shape == W2.shape and np.allclose(W1, W2, rtol=1e-12, atol=0) and np.allclose(b1, b2, rtol=1e-12, atol=0)
             for W1, W2, b1, b2 in zip(res.net.weights, net.weights, res.net.biases, net.biases))
+        same_units = all(np.array_equal(res.net.slope_of(l), net.slope_of(l)) and
+                         np.array_equal(res.net.linear_of(l), net.linear_of(l))
+                         for l in range(len(net.layer_widths))) if same else False
         if not same:
             problems.append("/network differs from the NETWORK file's weights")
+        elif not same_units:
+            problems.append("/network's activations (slopes, linear neurons) differ from the NETWORK file's")
         elif sha != net.sha256:
             note = f" (file sha256 differs: {net_path} is another file with the same weights)"
     elif sha != net.sha256:
@@ -226,7 +216,7 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=Non
             if bd.any():
                 first_bad.setdefault("dom", s + int(np.argmax(bd)))
         # patterns from a forward pass of the NETWORK file
-        Z, Zs = _forward_abs(net, X)
+        Z, Zs = forward_abs(net, X)
         zslack = 1e-10 * Zs + 1e-300
         fwd = (Z > 0).astype(np.uint8)
         mism = (fwd != bits) & (np.abs(Z) > zslack)
@@ -236,9 +226,13 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=Non
             first_bad.setdefault("pat", s + int(np.argmax(bp)))
         # margins: |z_j| >= r ||grad_u z_j||, on the network with unit rows (the same regions;
         # no margin threshold then depends on the scale of a neuron's weights)
-        Z, Zs = _forward_abs(net.normalised(), X)
+        Z, Zs = forward_abs(net.normalised(), X)
         zslack = 1e-10 * Zs + 1e-300
-        A, c = region_maps(net, chart, bits)
+        if net.is_relu:
+            A, c = region_maps(net, chart, bits)
+        else:  # the ranks need every neuron's map (linear ones too), the margins the gated ones'
+            A_all, _ = region_maps(net, chart, bits, all_neurons=True)
+            A = A_all[:, net.gated_index()] if net.linear is not None else A_all
         Ak = np.moveaxis(A, 2, 0)  # (k, n, N), contiguous
         g = np.sqrt(np.einsum("knj,knj->nj", Ak, Ak))
         rg = np.where(g > 0, np.where(np.isfinite(r), r, np.inf)[:, None] * g, 0.0)
@@ -252,7 +246,11 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=Non
             ratio = np.where(rg > 0, np.abs(Z) / rg, np.inf)
         worst_margin = min(worst_margin, float(ratio.min()) if ratio.size else np.inf)
         # ranks
-        agree = rank_agreement(net, chart, bits, A, ch["affine_rank"])
+        if net.is_relu:
+            agree = rank_agreement(net, chart, bits, A, ch["affine_rank"])
+        else:
+            agree = rank_agreement(net, chart, net.gate_factors(bits), A_all, ch["affine_rank"],
+                                   widths=net.layer_widths)
         br = ~agree.all(axis=1)
         bad_rank += int((~agree).sum())
         if br.any():

@@ -40,6 +40,8 @@ struct kc_ctx {
     int k, L, N;
     int *widths, *offsets, *layer_of, *bnd;
     double **W, **b, *wscale;
+    double *slope;         /* N: output factor of each neuron on its inactive side (0: ReLU) */
+    unsigned char *linear; /* N: 1 = linear neuron (no hyperplane, bit fixed at 1) */
     int mG;
     double *G, *h;
     int bounded;
@@ -541,7 +543,13 @@ static void finish_layer(kc_ctx *C, int l, double Mmax) {
     double ms = C->wscale[l] * Mmax + KC_TINY;
     C->mscale[l] = ms;
     double *H = C->H[l], *h0 = C->h0[l];
+    const unsigned char *lin = C->linear + C->offsets[l];
     for (int j = 0; j < n; j++) {
+        if (lin[j]) { /* no activation: nothing to split, bit 1 (factor 1), no path row */
+            C->nrm[l][j] = 0.0;
+            C->pre[l][j] = 1;
+            continue;
+        }
         double nr = sqrt(dot(H + (size_t)j * k, H + (size_t)j * k, k));
         int cst = nr <= KC_CONST_NEURON_REL * ms;
         C->nrm[l][j] = cst ? 0.0 : nr;
@@ -559,50 +567,61 @@ static void layer0(kc_ctx *C) {
     finish_layer(C, 0, 1.0);
 }
 
+/* the factor of neuron i's output on the current path: 1 if its bit is 1, else its slope
+ * (0 for ReLU); linear neurons have bit 1 */
+static inline double gate(const kc_ctx *C, int i) { return C->bits[i] ? 1.0 : C->slope[i]; }
+
+/* the rows of layer l's output map on the current path (gate * H row, rows with gate 0 left
+ * out) into Mbuf; returns the row count, and the largest |entry| in *Mmax */
+static int gated_rows(kc_ctx *C, int l, double *Mmax) {
+    int k = C->k, n = C->widths[l], o = C->offsets[l];
+    const double *H = C->H[l];
+    double *M = C->Mbuf, mx = 0.0;
+    int na = 0;
+    for (int i = 0; i < n; i++) {
+        double g = gate(C, o + i);
+        if (g == 0.0) continue;
+        for (int e = 0; e < k; e++) {
+            double z = g * H[(size_t)i * k + e];
+            M[(size_t)na * k + e] = z;
+            if (fabs(z) > mx) mx = fabs(z);
+        }
+        na++;
+    }
+    *Mmax = mx;
+    return na;
+}
+
 /* enter layer l (>= 1) from slot l-1 and the bits of layer l-1 */
 static void transition(kc_ctx *C, int l) {
-    int k = C->k, np = C->widths[l - 1], n = C->widths[l];
-    const unsigned char *mask = C->bits + C->offsets[l - 1];
+    int k = C->k, np = C->widths[l - 1], n = C->widths[l], op = C->offsets[l - 1];
     const double *Hp = C->H[l - 1], *hp = C->h0[l - 1], *Wl = C->W[l], *bl = C->b[l];
-    double *M = C->Mbuf;
-    int na = 0;
-    double Mmax = 0.0;
-    for (int i = 0; i < np; i++)
-        if (mask[i]) {
-            for (int e = 0; e < k; e++) {
-                double z = Hp[(size_t)i * k + e];
-                M[(size_t)na * k + e] = z;
-                if (fabs(z) > Mmax) Mmax = fabs(z);
-            }
-            na++;
-        }
-    C->rank[l] = rank_of(C, M, na, k, C->mscale[l - 1]);
+    double Mmax;
+    int na = gated_rows(C, l - 1, &Mmax);
+    C->rank[l] = rank_of(C, C->Mbuf, na, k, C->mscale[l - 1]);
     double *H = C->H[l], *h0 = C->h0[l];
     for (int j = 0; j < n; j++) {
         double *hr = H + (size_t)j * k;
         for (int e = 0; e < k; e++) hr[e] = 0.0;
         double s = 0.0;
         const double *wr = Wl + (size_t)j * np;
-        for (int i = 0; i < np; i++)
-            if (mask[i]) {
-                double wv = wr[i];
-                const double *hpr = Hp + (size_t)i * k;
-                for (int e = 0; e < k; e++) hr[e] += wv * hpr[e];
-                s += wv * hp[i];
-            }
+        for (int i = 0; i < np; i++) {
+            double g = gate(C, op + i);
+            if (g == 0.0) continue;
+            double wv = wr[i] * g;
+            const double *hpr = Hp + (size_t)i * k;
+            for (int e = 0; e < k; e++) hr[e] += wv * hpr[e];
+            s += wv * hp[i];
+        }
         h0[j] = s + bl[j];
     }
     finish_layer(C, l, Mmax);
 }
 
 static int final_rank(kc_ctx *C) {
-    int l = C->L - 1, k = C->k, n = C->widths[l];
-    const unsigned char *mask = C->bits + C->offsets[l];
-    double *M = C->Mbuf;
-    int na = 0;
-    for (int i = 0; i < n; i++)
-        if (mask[i]) { memcpy(M + (size_t)na * k, C->H[l] + (size_t)i * k, sizeof(double) * k); na++; }
-    return rank_of(C, M, na, k, C->mscale[l]);
+    double Mmax;
+    int na = gated_rows(C, C->L - 1, &Mmax);
+    return rank_of(C, C->Mbuf, na, C->k, C->mscale[C->L - 1]);
 }
 
 /* fix the bits of layer l's hyperplanes (from index start) that miss the cell */
@@ -709,6 +728,7 @@ void kc_free(kc_ctx *C) {
     KC_FREE_LAYERS(W); KC_FREE_LAYERS(b); KC_FREE_LAYERS(H); KC_FREE_LAYERS(h0);
     KC_FREE_LAYERS(Hn); KC_FREE_LAYERS(h0n); KC_FREE_LAYERS(nrm); KC_FREE_LAYERS(pre);
     free(C->widths); free(C->offsets); free(C->layer_of); free(C->bnd); free(C->wscale);
+    free(C->slope); free(C->linear);
     free(C->G); free(C->h); free(C->ylo); free(C->yhi); free(C->mscale); free(C->rank);
     free(C->bits); free(C->rows); free(C->rhs); free(C->rowid);
     free(C->st); free(C->st_y); free(C->st_row);
@@ -806,6 +826,8 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
         C->pre[l] = (signed char *)zalloc(C, w, 1);
     }
     C->wscale = (double *)zalloc(C, L, sizeof(double));
+    C->slope = (double *)zalloc(C, (size_t)N + 1, sizeof(double));
+    C->linear = (unsigned char *)zalloc(C, (size_t)N + 1, 1);
     C->mG = cfg->mG;
     C->G = (double *)zalloc(C, (size_t)cfg->mG * K, sizeof(double));
     C->h = (double *)zalloc(C, cfg->mG, sizeof(double));
@@ -867,6 +889,9 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
         bo += w;
     }
     memcpy(C->wscale, cfg->wscale, sizeof(double) * L);
+    if (cfg->slope) memcpy(C->slope, cfg->slope, sizeof(double) * (size_t)N);
+    if (cfg->linear)
+        for (int i = 0; i < N; i++) C->linear[i] = cfg->linear[i] ? 1 : 0;
     if (cfg->mG) {
         memcpy(C->G, cfg->G, sizeof(double) * (size_t)cfg->mG * K);
         memcpy(C->h, cfg->h, sizeof(double) * (size_t)cfg->mG);
@@ -965,7 +990,7 @@ int kc_start(kc_ctx *C, int depth, const unsigned char *bits, const double *yc, 
     C->error = 0;
     C->started = 0;
     if (depth < 0 || depth > C->N || (depth > 0 && !bits)) { C->error = KC_ERR_ARG; return -C->error; }
-    for (int i = 0; i < depth; i++) C->bits[i] = bits[i] ? 1 : 0;
+    for (int i = 0; i < depth; i++) C->bits[i] = (bits[i] || C->linear[i]) ? 1 : 0;
     layer0(C);
     int nrows = 0;
     for (int i = 0; i < depth; i++) {

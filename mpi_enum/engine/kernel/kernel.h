@@ -19,7 +19,7 @@
 
 #include "decisions.h"
 
-#define KC_VERSION 5
+#define KC_VERSION 6
 #define KC_EMIT_MAX_DEFAULT 4096 /* nodes per kc_run chunk (a node emits at most one region) */
 
 typedef struct kc_ctx kc_ctx; /* opaque */
@@ -47,6 +47,10 @@ typedef struct {
     const double *W;      /* hidden weights, layer after layer, each (width, in) row-major; layer 0 in y */
     const double *b;      /* hidden biases, concatenated */
     const double *wscale; /* L: max |W_l| (scale-free constant-neuron and rank tests) */
+    const double *slope;  /* N (or NULL: all ReLU): each neuron's output factor on its inactive side
+                           * (0 ReLU, alpha LeakyReLU/PReLU) */
+    const unsigned char *linear; /* N (or NULL): 1 = a linear neuron (output = pre-activation): no
+                           * hyperplane, its bit is always 1 and adds no row */
     int mG;               /* domain rows G y <= h (unit-norm rows) */
     const double *G, *h;
     int bounded;          /* 1: ylo/yhi is a bounding box of the domain (else unbounded) */

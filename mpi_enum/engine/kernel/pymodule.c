@@ -4,7 +4,9 @@
  * float64 buffer and go out as bytes / bytearray (numpy.frombuffer on the Python side).
  *
  *   Kernel(k, widths, W, b, wscale, G, h, ylo, yhi, tol, fallback, *, band_rel=BAND_REL,
- *          dense_max_k=DENSE_LP_MAX_K, emax=EMIT_MAX, vrep_max_k=VREP_MAX_K)
+ *          dense_max_k=DENSE_LP_MAX_K, emax=EMIT_MAX, vrep_max_k=VREP_MAX_K, slope=None, linear=None)
+ *     slope: float64 (N) factors of the neurons' outputs on their inactive side (None: all ReLU);
+ *     linear: N bytes, 1 = linear neuron (None: none)
  *     fallback(ids, A, c, a, c0) -> (t, y): the HiGHS Chebyshev LP (engine/lp.py); ids a tuple of
  *     row ids (2*i+bit), A/c/a float64 bytes (nrows*k, nrows, k).  An exception it raises stops
  *     the kernel and propagates out of the Kernel method that was running.
@@ -154,13 +156,13 @@ done:
 
 static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"k", "widths", "W", "b", "wscale", "G", "h", "ylo", "yhi", "tol", "fallback",
-                             "band_rel", "dense_max_k", "emax", "vrep_max_k", NULL};
+                             "band_rel", "dense_max_k", "emax", "vrep_max_k", "slope", "linear", NULL};
     int k, dense_max_k = KC_DENSE_LP_MAX_K, emax = KC_EMIT_MAX_DEFAULT, vrep_max_k = KC_VREP_MAX_K;
     double tol, band_rel = KC_BAND_REL;
-    PyObject *widths_obj, *Wo, *bo, *wso, *Go, *ho, *ylo_o, *yhi_o, *fallback;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOOOOOOOdO|$diii:Kernel", kwlist, &k, &widths_obj, &Wo, &bo,
+    PyObject *widths_obj, *Wo, *bo, *wso, *Go, *ho, *ylo_o, *yhi_o, *fallback, *slope_o = Py_None, *lin_o = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOOOOOOOdO|$diiiOO:Kernel", kwlist, &k, &widths_obj, &Wo, &bo,
                                      &wso, &Go, &ho, &ylo_o, &yhi_o, &tol, &fallback, &band_rel, &dense_max_k,
-                                     &emax, &vrep_max_k))
+                                     &emax, &vrep_max_k, &slope_o, &lin_o))
         return NULL;
     if (k < 1) return PyErr_Format(PyExc_ValueError, "k must be >= 1 (got %d)", k);
     if (emax < 1) return PyErr_Format(PyExc_ValueError, "emax must be >= 1 (got %d)", emax);
@@ -197,8 +199,9 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     }
     Py_DECREF(wseq);
 
-    Py_buffer v[8];
+    Py_buffer v[8], lin;
     memset(v, 0, sizeof(v));
+    memset(&lin, 0, sizeof(lin));
     Py_ssize_t nG = 0;
     KernelObject *self = NULL;
     if (get_f64(Wo, &v[0], nW, NULL, "W") < 0 || get_f64(bo, &v[1], nb, NULL, "b") < 0 ||
@@ -211,6 +214,14 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     if (get_f64(ho, &v[4], nG / k, NULL, "h") < 0) goto fail;
     if (bounded && (get_f64(ylo_o, &v[5], k, NULL, "ylo") < 0 || get_f64(yhi_o, &v[6], k, NULL, "yhi") < 0))
         goto fail;
+    if (slope_o != Py_None && get_f64(slope_o, &v[7], nb, NULL, "slope") < 0) goto fail;
+    if (lin_o != Py_None) {
+        if (PyObject_GetBuffer(lin_o, &lin, PyBUF_C_CONTIGUOUS) < 0) goto fail;
+        if (lin.len != nb) {
+            PyErr_Format(PyExc_ValueError, "linear: %zd bytes, expected %zd (one per neuron)", lin.len, nb);
+            goto fail;
+        }
+    }
 
     self = (KernelObject *)type->tp_alloc(type, 0);
     if (!self) goto fail;
@@ -240,11 +251,14 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     cfg.dense_max_k = dense_max_k;
     cfg.emax = emax;
     cfg.vrep_max_k = vrep_max_k;
+    cfg.slope = slope_o != Py_None ? (const double *)v[7].buf : NULL;
+    cfg.linear = lin_o != Py_None ? (const unsigned char *)lin.buf : NULL;
     cfg.lp_fn = self->fallback ? lp_trampoline : NULL;
     cfg.lp_user = self;
     int err = KC_OK;
     self->ctx = kc_new(&cfg, &err); /* copies everything: the buffers can go */
     release_all(v, 8);
+    if (lin.obj) PyBuffer_Release(&lin);
     PyMem_Free(widths);
     if (!self->ctx) {
         Py_DECREF(self);
@@ -257,6 +271,7 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     return (PyObject *)self;
 fail:
     release_all(v, 8);
+    if (lin.obj) PyBuffer_Release(&lin);
     PyMem_Free(widths);
     Py_XDECREF(self);
     return NULL;

@@ -30,7 +30,7 @@ _GEN_RE = re.compile(r"^gen(\d+)$")
 _RANK_RE = re.compile(r"^rank(\d+)\.journal$")
 
 # meta.json keys that must agree between a checkpoint and the run resuming it
-MATCH_KEYS = ("format", "format_version", "network_sha256", "domain", "tol", "N", "k", "L", "d")
+MATCH_KEYS = ("format", "format_version", "network_sha256", "domain", "tol", "N", "k", "L", "d", "P")
 
 
 class CheckpointError(InputError):
@@ -41,20 +41,22 @@ class CheckpointError(InputError):
 
 @dataclass(frozen=True)
 class Shape:
-    """Sizes that fix the binary layout: N hidden neurons, k domain dim, L layers, d input dim."""
+    """Sizes that fix the binary layout: N hidden neurons (the work items' bits), k domain dim, L
+    layers, d input dim, P pattern bits of a region row (the gated neurons; N when None)."""
 
     N: int
     k: int
     L: int
     d: int
+    P: int | None = None
 
     @staticmethod
     def of(problem) -> "Shape":
-        return Shape(int(problem.N), int(problem.k), int(problem.L), int(problem.domain.d))
+        return Shape(int(problem.N), int(problem.k), int(problem.L), int(problem.domain.d), int(problem.n_bits))
 
     @property
     def pattern_bytes(self) -> int:
-        return (self.N + 7) // 8
+        return ((self.N if self.P is None else self.P) + 7) // 8
 
     @property
     def item_floats(self) -> int:
@@ -122,11 +124,14 @@ def describe_key(key: bytes, k: int) -> str:
 
 def meta_for(net, domain, tol, n_ranks=1) -> dict:
     """The meta data a checkpoint must match (usable in the CLI's per-rank ``_validate``)."""
-    widths = list(net.hidden_widths)
-    return {"format": FORMAT, "format_version": FORMAT_VERSION,
+    widths = list(net.layer_widths)  # every neuron: the work items' bits
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "network_sha256": str(net.sha256), "domain": domain.to_json(),
             "tol": repr(float(tol)), "N": int(sum(widths)), "k": int(domain.k), "L": len(widths),
             "d": int(domain.d), "n_ranks": int(n_ranks)}
+    if net.n_hidden != meta["N"]:  # linear neurons: the region rows hold the gated bits only
+        meta["P"] = int(net.n_hidden)
+    return meta
 
 
 def make_meta(problem, n_ranks=1) -> dict:

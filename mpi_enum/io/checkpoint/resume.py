@@ -279,7 +279,7 @@ def load_checkpoint(ckdir, expected_meta, verify="all") -> Resume:
     sizes must match.  An empty or missing directory gives a ``fresh`` Resume.
     """
     shape = Shape(int(expected_meta["N"]), int(expected_meta["k"]), int(expected_meta["L"]),
-                  int(expected_meta["d"]))
+                  int(expected_meta["d"]), expected_meta.get("P"))
     gens = list_generations(ckdir)
     next_gen = (gens[-1][0] + 1) if gens else 0
     valid = [g for g, ok in gens if ok]
