@@ -53,6 +53,11 @@ ACAS = SHARED / "data" / "acasxu" / "ACASXU_run2a_1_1_batch_2000.nnet"
 ACAS_BOX = ([1500, -0.06, 3.10, 980, 960], [1800, 0.06, 3.14, 1200, 1200])
 TOLS = [1e-10, 1e-9, 1e-8, 1e-7]
 HIGH_DIM = ["mlp:16:14,14:1", "mlp:32:12,12:1"]  # with the d = 64 and 784 bench nets: --high-dim
+# --cnn: the two-block ResNet of inputs/digits_cnn (1,280 gated units, 512 linear) and a random
+# MLP with the same gated widths (1,280 units), on the plane through three digits
+DIGITS_CNN = REPO / "inputs" / "digits_cnn"
+CNN = [f"plane:{DIGITS_CNN / 'resnet.onnx'}:{DIGITS_CNN / 'plane_017.npy'}",
+       f"plane:mlp/64/256,256,256,256,256/1:{DIGITS_CNN / 'plane_017.npy'}"]
 
 
 # ------------------------------------------------------------------------------ children
@@ -65,6 +70,16 @@ def _problem(spec, tol):
     from mpi_enum.model.network import Network
     from mpi_enum.loaders import load_network
 
+    if spec.startswith("plane:"):  # plane:<network or mlp/d/widths/seed>:<points.npy>
+        from mpi_enum.model.domain import plane_domain
+
+        _, net_spec, points = spec.split(":")
+        if net_spec.startswith("mlp/"):
+            prob = _problem(net_spec.replace("/", ":"), tol)
+            net = prob.net
+        else:
+            net = load_network(net_spec)
+        return Problem(net, plane_domain(np.load(points), net.input_dim), tol)
     if spec.startswith("mlp:"):
         from mpi_enum.model.network import random_mlp
 
@@ -157,7 +172,7 @@ def child_fast(spec, tol, which, cap=None):
             "engine": type(eng).__name__, "patterns_sha": pats.hexdigest(), "repeats": reps,
             "complete": not frontier,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "k": prob.k, "widths": prob.widths}
+            "k": prob.k, "widths": prob.widths, "n_bits": int(prob.n_bits)}
 
 
 class _Cap(Exception):
@@ -238,6 +253,8 @@ def main(argv=None):
     ap.add_argument("--yard-cap", type=float, default=60.0)
     ap.add_argument("--engine-cap", type=float, default=600.0)
     ap.add_argument("--high-dim", action="store_true", help="the d = 16, 32, 64, 784 rows only")
+    ap.add_argument("--cnn", action="store_true", help="the CNN and equal-unit MLP rows on a plane only "
+                    "(engine only: the yardstick has no plane domain)")
     ap.add_argument("--no-tol", action="store_true")
     ap.add_argument("--no-acas", action="store_true")
     ap.add_argument("--reference", action="store_true")
@@ -283,6 +300,20 @@ def main(argv=None):
             report["nets"].append({"net": spec, "fast": f, "yardstick": y, "reference": r, "same_patterns": same})
             if not same:
                 failures.append(spec)
+    elif a.cnn:
+        print(f"{'network (plane through three digits)':<40} {'units':>11} {'regions':>8} {'sec':>7} {'regions/s':>10} "
+              f"{'LPs/reg':>7} {'full':>4}")
+        for spec in CNN:
+            f = spawn(["--child", "fast", spec, 1e-9, which, a.engine_cap])
+            fr = f["regions"] / f["seconds"]
+            name = "resnet.onnx (2 residual blocks)" if "resnet" in spec else "random MLP, same gated widths"
+            print(f"{name:<40} {sum(f['widths']):>5}/{f['n_bits']:>5} {f['regions']:>8,} {f['seconds']:>7.2f} "
+                  f"{fr:>10,.0f} {f['lps'] / max(f['regions'], 1):>7.2f} {('yes' if f['complete'] else 'no'):>4}",
+                  flush=True)
+            report["nets"].append({"net": spec, "fast": f, "regions_per_s": fr})
+        r = [n["regions_per_s"] for n in report["nets"]]
+        report["cnn_over_mlp"] = r[0] / r[1]
+        print(f"\nCNN / MLP regions per second: {r[0] / r[1]:.2f}")
     else:
         if a.high_dim:
             specs = HIGH_DIM + [str(BENCH / "nets" / n) for n in ("bench_d64_10x2.npz", "bench_d784_12x2.npz",
