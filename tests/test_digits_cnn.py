@@ -69,11 +69,27 @@ def test_both_files_read_as_the_frameworks_compute(name, loaded):
         assert not net.is_relu
         np.testing.assert_allclose(net.forward(X), ref, rtol=1e-9, atol=1e-9)
         np.testing.assert_array_equal(net.patterns(X), hook_patterns(model, ACTS[name], X))
+    # the torch.export archive (.pt2, ATen operators, batch 1) reads as the same network
+    net_pt2 = load_network(os.path.join(HERE, f"{name}.pt2"))
+    np.testing.assert_allclose(net_pt2.forward(X), ref, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(net_pt2.patterns(X), net_pt.patterns(X))
+    assert net_pt2.layer_widths == net_pt.layer_widths
     sess = ort.InferenceSession(os.path.join(HERE, f"{name}.onnx"), providers=["CPUExecutionProvider"])
     out = np.concatenate([sess.run(None, {"x": x.reshape(1, 1, 8, 8).astype(np.float32)})[0] for x in X[:50]])
     np.testing.assert_allclose(net_onnx.forward(X[:50]), out, rtol=1e-4, atol=1e-4)
     if name == "resnet":  # two blocks: their inputs ride along as linear neurons
         assert net_pt.hidden_widths == [256] * 5 and net_pt.layer_widths == [256, 512, 256, 512, 256]
+
+
+def test_maxpool_lenet_is_refused_in_one_line():
+    from mpi_enum.errors import InputError
+
+    for ext, op in ((".onnx", "'MaxPool'"), (".pt", "'MaxPool2d'"), (".pt2", "'max_pool2d.default'")):
+        path = os.path.join(HERE, "lenet" + ext)
+        with pytest.raises(InputError) as ei:
+            load_network(path)
+        msg = str(ei.value)
+        assert msg.startswith(path) and op in msg and "\n" not in msg, msg
 
 
 @pytest.mark.parametrize("name,frac", [("leaky_mlp", 1.0), ("resnet", 0.1)])

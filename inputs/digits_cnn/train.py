@@ -14,7 +14,8 @@ seed): 1347 train, 450 test images.  The models (``digits_cnn_models.py``):
 * ``lenet``      Conv2d(1, 6, 3, p=1) -> ReLU -> MaxPool2d(2) -> Conv2d(6, 8, 3, p=1) -> ReLU -> MaxPool2d(2)
                  -> Flatten -> Linear(32, 10)
 
-Writes (into --outdir), for each model ``<name>.pt`` (``torch.save`` of the whole eval-mode
+Writes (into --outdir), for each model ``<name>.pt2`` (``torch.export.save``, batch 1),
+``<name>.pt`` (``torch.save`` of the whole eval-mode
 float32 module) and ``<name>.onnx`` (classic TorchScript exporter, opset 17, fixed input
 "x" of shape (1, 1, 8, 8), output "logits" (1, 10)); also ``plane_017.npy`` (3, 64) float64: the
 first test images of classes 0, 1 and 7, flattened, for ``--plane``; and ``train_info.json``
@@ -174,6 +175,12 @@ def main(argv=None):
         onx = os.path.join(args.outdir, f"{name}.onnx")
         export_onnx(back, onx)
         out, diff, ops = check_onnx(onx, Xte, ref)
+        pt2 = os.path.join(args.outdir, f"{name}.pt2")  # torch.export of the same module, batch 1
+        torch.export.save(torch.export.export(back, (torch.zeros(1, 1, 8, 8),)), pt2)
+        ep = torch.export.load(pt2).module()
+        with torch.no_grad():
+            out2 = np.concatenate([ep(torch.as_tensor(x[None])).numpy() for x in Xte[:50]])
+        assert np.allclose(out2, ref[:50], rtol=1e-5, atol=1e-5), f"{name}: the torch.export program disagrees"
         acc_onnx = float(np.mean(out.argmax(1) == yte))
         n_disagree = int(np.sum(out.argmax(1) != ref.argmax(1)))
         assert diff < 1e-4, f"{name}: onnxruntime differs from torch by {diff}"

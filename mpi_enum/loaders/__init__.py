@@ -103,12 +103,12 @@ def load_network(path: str) -> Network:
         from .onnx import load_onnx  # optional dependency: onnx
 
         net = load_onnx(path)
-    elif ext in (".pt", ".pth"):
+    elif ext in (".pt", ".pth", ".pt2"):
         from .pytorch import load_torch  # optional dependency: torch
 
         net = load_torch(path)
     else:
-        raise InputError(f"{path}: unsupported network format {ext!r} (use .npz, .nnet, .onnx, .pt or .pth)")
+        raise InputError(f"{path}: unsupported network format {ext!r} (use .npz, .nnet, .onnx, .pt, .pth or .pt2)")
     net = validate(net, path)
     net.source = path
     net.sha256 = file_sha256(path)

@@ -46,6 +46,8 @@ def load_torch(path):
     import warnings
     import zipfile
 
+    if path.lower().endswith(".pt2"):
+        return _load_exported(torch, path)
     obj = None
     errors = []
     try:
@@ -82,6 +84,27 @@ def load_torch(path):
     from .torch_trace import network_of
 
     return network_of(obj, path, copy_model=False)
+
+
+def _load_exported(torch, path):
+    """A ``torch.export.save`` archive (``.pt2``): its graph of ATen operators, traced as a module's
+    (residual adds included); the input shape is the exported example's."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ep = torch.export.load(path)
+            gm = ep.module()
+        except Exception as exc:
+            raise InputError(f"{path}: not a readable torch.export archive ({type(exc).__name__})") from None
+    shapes = [n.meta["val"].shape for n in gm.graph.nodes if n.op == "placeholder" and "val" in n.meta]
+    if len(shapes) != 1:
+        raise InputError(f"{path}: the exported program must take exactly one input tensor, found {len(shapes)}")
+    gm.input_shape = tuple(int(s) for s in shapes[0][1:])  # one sample, no batch axis
+    from .torch_trace import network_of
+
+    return network_of(gm, path, copy_model=False)
 
 
 def network_from_module(model, name="<torch.nn.Module>"):

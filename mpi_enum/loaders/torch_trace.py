@@ -6,7 +6,8 @@ traced with ``torch.fx`` where it can be (any module whose ``forward`` combines 
 activations, ``view``/``flatten``, residual adds, ``torch.cat``, ...); a TorchScript model, or one
 that ``fx`` cannot trace, is read as the chain of its submodules in order, and that reading is then
 checked against the model's own forward pass on random inputs (a mismatch is refused, never
-enumerated).
+enumerated).  A ``torch.export`` program (``.pt2``) is an fx graph of ATen operators already: it is
+read as it stands (its input-shape guard skipped, ``aten.*`` operators mapped to the same rules).
 
 Folding: every affine step (``Linear``, ``Conv1d``/``Conv2d`` with any stride, padding, dilation
 and groups, ``AvgPool``, ``AdaptiveAvgPool``, ``BatchNorm`` in eval mode, ``Flatten``,
@@ -46,25 +47,44 @@ _META_METHODS = {"size", "dim"}
 _DROP_METHODS = {"softmax", "log_softmax", "argmax"}
 
 
+def _aten(*names):
+    """The ATen operators of a ``torch.export`` graph (``aten.conv2d.default``, ...) that exist."""
+    import torch
+
+    out = set()
+    for name in names:
+        op, _, overload = name.partition(".")
+        packet = getattr(torch.ops.aten, op, None)
+        f = getattr(packet, overload, None) if packet is not None else None
+        if f is not None:
+            out.add(f)
+    return out
+
+
 def _affine_functions():
     import torch
     import torch.nn.functional as F
 
     return {torch.flatten, torch.reshape, F.linear, F.conv1d, F.conv2d, F.avg_pool1d, F.avg_pool2d,
-            F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, operator.neg, operator.pos}
+            F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, operator.neg, operator.pos} | _aten(
+        "linear.default", "conv1d.default", "conv2d.default", "avg_pool1d.default", "avg_pool2d.default",
+        "adaptive_avg_pool1d.default", "adaptive_avg_pool2d.default", "flatten.using_ints", "view.default",
+        "reshape.default", "neg.default", "clone.default", "contiguous.default", "alias.default")
 
 
 def _act_functions():
     import torch
     import torch.nn.functional as F
 
-    return {torch.relu, F.relu, torch.relu_, F.leaky_relu, F.prelu, torch.prelu}
+    return {torch.relu, F.relu, torch.relu_, F.leaky_relu, F.prelu, torch.prelu} | _aten(
+        "relu.default", "leaky_relu.default", "prelu.default")
 
 
 def _sum_functions():
     import torch
 
-    return {operator.add, operator.sub, operator.iadd, operator.isub, torch.add, torch.sub}
+    return {operator.add, operator.sub, operator.iadd, operator.isub, torch.add, torch.sub} | _aten(
+        "add.Tensor", "sub.Tensor")
 
 
 def _drop_functions():
@@ -231,7 +251,7 @@ def _fx_node(fold, gm, node, args, kwargs, stacks):
     kw = {k: (v.t if isinstance(v, _Stack) else v) for k, v in kwargs.items()}
     if node.op == "call_method" and tgt in _META_METHODS or (tgt is getattr and args[1:] == ("shape",)):
         return getattr(unwrap[0], tgt)(*unwrap[1:], **kw) if node.op == "call_method" else unwrap[0].shape
-    if tgt in (torch.cat, torch.concat):
+    if tgt in (torch.cat, torch.concat) or tgt in _aten("cat.default"):
         return _cat(fold, args, kwargs, stacks, what)
     summed = tgt in _sum_functions() or (node.op == "call_method" and tgt in ("add", "sub"))
     st = fold.check(stacks, what, many=summed and len(stacks) == 2)
@@ -246,6 +266,8 @@ def _fx_node(fold, gm, node, args, kwargs, stacks):
     linear = (node.op == "call_method" and tgt in _AFFINE_METHODS) or tgt in _affine_functions() or summed
     if tgt is torch.nn.functional.dropout:  # the identity once traced in eval mode
         linear = kw.get("training", unwrap[3] if len(unwrap) > 3 else True) is False
+    if tgt in _aten("mul.Tensor", "div.Tensor") and len(args) == 2:  # torch.export's c x and x / c
+        linear = len(stacks) == 1 and _is_const(args[1]) or (tgt in _aten("mul.Tensor") and _is_const(args[0]))
     if tgt in (operator.mul, operator.truediv) and len(args) == 2:
         linear = tgt is not operator.truediv or _is_const(args[1])  # c x and x / c: affine; c / x is not
     if not linear:
@@ -305,8 +327,13 @@ def _fx(gm, fold, shape):
             for part in node.target.split("."):
                 obj = getattr(obj, part)
             env[node] = obj
+        elif node.op == "call_module" and str(node.target).startswith("_guards"):
+            env[node] = None  # torch.export's input-shape guard: no data flows through it
         elif node.op == "output":
-            out = env[node.args[0]] if isinstance(node.args[0], torch.fx.Node) else None
+            res = node.args[0]
+            if isinstance(res, (tuple, list)) and len(res) == 1:  # torch.export returns (out,)
+                res = res[0]
+            out = env[res] if isinstance(res, torch.fx.Node) else None
             if not isinstance(out, _Stack):
                 raise InputError(f"{fold.path}: the model's forward must return one tensor computed from its input")
             return out
@@ -365,8 +392,6 @@ def network_of(model, path, copy_model=True):
     is what is read: the caller's module is not changed unless ``copy_model`` is False)."""
     import warnings
 
-    import torch
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript's notices while copying and converting
         return _network_of(model, path, copy_model)
@@ -377,12 +402,18 @@ def _network_of(model, path, copy_model):
 
     try:
         m = copy.deepcopy(model) if copy_model else model
-        m = m.double().eval()
+        m = m.double()
+        try:
+            m = m.eval()
+        except NotImplementedError:  # a torch.export module: its mode was fixed when it was exported
+            pass
     except Exception as exc:
         raise InputError(f"{path}: cannot make a float64 copy of the model ({type(exc).__name__})") from None
     scripted = isinstance(m, torch.jit.ScriptModule)
     for name, leaf in _named_leaves(m):  # a known unsupported layer is named before anything else
         t = tname(leaf)
+        if type(leaf) is torch.nn.Module or str(name).startswith("_guards"):
+            continue  # a torch.export graph's parameter holder, or its input-shape guard
         if (scripted or type(leaf).__module__.startswith("torch.nn")) and t not in KNOWN:
             raise not_supported(path, f"module {t!r}", f"layer {name!r}")
     shape = input_shape(m, path)
@@ -391,7 +422,8 @@ def _network_of(model, path, copy_model):
         try:
             import torch.fx
 
-            gm = torch.fx.symbolic_trace(m)
+            # a torch.export module is a graph already (tracing it again would inline its guards)
+            gm = m if isinstance(m, torch.fx.GraphModule) else torch.fx.symbolic_trace(m)
         except Exception:
             gm = None  # data-dependent control flow: read the submodules in order, then check
     fold = _Fold(path)
@@ -419,11 +451,15 @@ def _check_forward(m, net, shape, dropped, path):
     import torch
 
     X = np.random.default_rng(0).uniform(-1, 1, (16, int(np.prod(shape))))
+    T = torch.from_numpy(X.reshape((16,) + tuple(shape)))
     try:
-        ref = m(torch.from_numpy(X.reshape((16,) + tuple(shape))))
-    except Exception as exc:
-        raise InputError(f"{path}: the model's forward fails on inputs of shape {tuple(shape)} "
-                         f"({type(exc).__name__})") from None
+        ref = m(T)
+    except Exception:
+        try:  # a model exported for batch size 1 (torch.export's guards): one sample at a time
+            ref = torch.cat([m(T[i:i + 1]) for i in range(16)])
+        except Exception as exc:
+            raise InputError(f"{path}: the model's forward fails on inputs of shape {tuple(shape)} "
+                             f"({type(exc).__name__})") from None
     ours = torch.from_numpy(net.forward(X))
     if dropped:
         last = [x for x in _leaves(m)][-1]
