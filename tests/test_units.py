@@ -245,3 +245,42 @@ def test_interrupted_checkpoints_of_a_residual_network_resume_exactly(tmp_path):
     ckdir = str(tmp_path / "ck")
     run_interrupted(problem, ckdir, seed=3)
     check_exact(ckdir, problem, ("units", 11), size=2)
+
+
+def test_convert_keeps_the_units_and_graph_keeps_version_3(tmp_path):
+    """``mpi-enum convert`` of a residual LeakyReLU model writes the slopes and linear neurons (the
+    same network: equal outputs, patterns and regions), and ``mpi-enum graph`` leaves the file at
+    version 3 with every region's affine map counted."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from mpi_enum.cli import main
+
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b, self.act = nn.Linear(2, 4), nn.Linear(4, 2), nn.LeakyReLU(0.2)
+            self.out = nn.Linear(2, 3)
+
+        def forward(self, x):
+            return self.out(x + self.b(self.act(self.a(x))))
+
+    pt, npz = str(tmp_path / "res.pt2"), str(tmp_path / "res.npz")  # torch.export: no pickled class
+    torch.export.save(torch.export.export(Res().eval(), (torch.zeros(1, 2),)), pt)
+    assert main(["convert", pt, "-o", npz]) == 0
+    from mpi_enum.loaders import load_network
+
+    a, b = load_network(pt), load_network(npz)
+    X = np.random.default_rng(2).uniform(-1, 1, size=(100, 2))
+    np.testing.assert_allclose(b.forward(X), a.forward(X), rtol=1e-12, atol=1e-12)
+    assert b.hidden_widths == [4] and b.layer_widths == [6] and not b.is_relu
+    ra, rb = mpi_enum.enumerate(pt), mpi_enum.enumerate(npz)
+    assert sorted(bytes(r) for r in ra.patterns) == sorted(bytes(r) for r in rb.patterns)
+    out, g = str(tmp_path / "r.h5"), str(tmp_path / "g.h5")
+    rb.save(out)
+    assert main(["graph", out, "-o", g]) == 0
+    with h5py.File(g, "r") as f:
+        assert int(f.attrs["format_version"]) == 3
+        assert f["regions/linear_region"].shape == (rb.n_regions,)
+        assert 1 <= int(f.attrs["n_linear_regions"]) <= rb.n_regions

@@ -39,6 +39,11 @@ def convert(model_path, out_path, force=False, input_box=None):
     for i, (W, b) in enumerate(zip(net.weights, net.biases)):
         arrs[f"W{i}"] = np.asarray(W, np.float64)
         arrs[f"b{i}"] = np.asarray(b, np.float64)
+    for i in range(len(net.layer_widths)):  # the units beyond ReLU (the network IR's npz arrays)
+        if net.slopes is not None:
+            arrs[f"slope{i}"] = np.asarray(net.slopes[i], np.float64)
+        if net.linear is not None:
+            arrs[f"linear{i}"] = np.asarray(net.linear[i], bool)
     if net.input_lo is not None:
         arrs["input_lo"] = np.asarray(net.input_lo, np.float64)
         arrs["input_hi"] = np.asarray(net.input_hi, np.float64)
