@@ -22,14 +22,6 @@ REGION_DATASETS = {"pattern": "regions/pattern", "interior_point": "regions/inte
                    "radius": "regions/radius", "affine_rank": "regions/affine_rank"}
 
 
-def _normalise_units(net):
-    """All-ReLU slopes and no linear neurons are stored as None (as :func:`validate` does)."""
-    if net.linear is not None and not any(np.any(m) for m in net.linear):
-        net.linear = None
-    if net.slopes is not None and not any(np.any(s != 0) for s in net.slopes):
-        net.slopes = None
-
-
 @dataclass
 class Result:
     path: str
@@ -114,7 +106,7 @@ def load_result(path, need_network=False, rows=None, regions=True):
 
     ``regions=False``: everything but the region rows (``packed``, ``points``, ``radius``,
     ``ranks`` are None, ``n`` is the number of rows); :meth:`Result.chunks` streams them."""
-    from ..model.network import Network
+    from ..model.network import Network, drop_trivial_units
 
     with open_result(path) as f:
         a = f.attrs
@@ -168,7 +160,7 @@ def load_result(path, need_network=False, rows=None, regions=True):
                     slopes = [np.where(m, 0.0, s) for s, m in zip(slopes, linear)]
                 net = Network(Ws, bs, source=path, sha256=str(attrs.get("network_sha256", "")),
                               slopes=slopes, linear=linear)
-                _normalise_units(net)
+                drop_trivial_units(net)
         if need_network and net is None:
             raise InputError(f"{path}: the result file has no /network group (written by an older mpi_enum?)")
         try:

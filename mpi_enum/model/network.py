@@ -287,14 +287,20 @@ def _validate_units(net: Network, path: str) -> None:
                 raise InputError(f"{path}: slopes of hidden layer {l} must be finite real numbers")
             out.append(np.ascontiguousarray(a, dtype=kind))
         setattr(net, name, out)
-    if net.linear is not None:
-        if not any(np.any(~m) for m in net.linear):
-            raise InputError(f"{path}: every hidden neuron is linear: the network is affine, with no activation "
-                             "regions to enumerate")
-        if not any(np.any(m) for m in net.linear):
-            net.linear = None
-    if net.slopes is not None and not any(np.any(s != 0) for s in net.slopes):
+    if net.linear is not None and not any(np.any(~m) for m in net.linear):
+        raise InputError(f"{path}: every hidden neuron is linear: the network is affine, with no activation "
+                         "regions to enumerate")
+    drop_trivial_units(net)
+
+
+def drop_trivial_units(net: Network) -> Network:
+    """All-zero slopes (every neuron a ReLU) and no linear neuron are stored as None: the ReLU
+    network's own representation (what the engine and the result file treat as plain ReLU)."""
+    if net.linear is not None and not any(np.any(m) for m in net.linear):
+        net.linear = None
+    if net.slopes is not None and not any(np.any(np.asarray(s) != 0) for s in net.slopes):
         net.slopes = None
+    return net
 
 
 def random_mlp(d, widths, seed=0, n_out=1, bias_scale=0.1):

@@ -60,7 +60,7 @@ def forward_abs(net, X):
         h = net.activate(l, z)
         ha = np.abs(h)
     Z, S = np.concatenate(zs, axis=1), np.concatenate(sc, axis=1)
-    if getattr(net, "linear", None) is not None:  # linear neurons have no pattern bit
+    if net.linear is not None:  # linear neurons have no pattern bit
         g = net.gated_index()
         Z, S = Z[:, g], S[:, g]
     return Z, S
