@@ -133,7 +133,8 @@ class Engine:
             self._lp_fallback(), band_rel=float(self.BAND_REL), dense_max_k=int(self.DENSE_LP_MAX_K),
             emax=int(self.EMAX), vrep_max_k=int(self.VREP_MAX_K),
             slope=None if p.slope is None else f64(p.slope),
-            linear=None if p.linear is None else np.ascontiguousarray(p.linear, dtype=np.uint8).tobytes())
+            linear=None if p.linear is None else np.ascontiguousarray(p.linear, dtype=np.uint8).tobytes(),
+            group=None if p.group is None else np.ascontiguousarray(p.group, dtype=np.intc).tobytes())
         self._gated = p.gated  # the pattern's bits among the kernel's (None: all)
         #: True when the kernel tries its dense LP before HiGHS (k <= DENSE_LP_MAX_K, unless
         #: the box LP replaces it)

@@ -45,7 +45,7 @@ def weights_sha256(net: Network) -> str:
             a = np.ascontiguousarray(a, dtype="<f8")
             h.update(repr(a.shape).encode())
             h.update(a.tobytes())
-    for name in ("slopes", "linear"):  # absent for ReLU networks: their hash is unchanged
+    for name in ("slopes", "linear", "groups"):  # absent for ReLU networks: their hash is unchanged
         arrs = getattr(net, name)
         if arrs is not None:
             h.update(name.encode())
@@ -69,7 +69,7 @@ def as_network(obj) -> Network:
         name = obj.source or "<Network>"
         net = validate(Network(list(obj.weights), list(obj.biases), obj.input_lo, obj.input_hi, name,
                                obj.sha256, dict(obj.meta), obj.slopes and list(obj.slopes),
-                               obj.linear and list(obj.linear)), name)
+                               obj.linear and list(obj.linear), obj.groups and list(obj.groups)), name)
     elif _is_torch_module(obj):
         from .pytorch import network_from_module
 

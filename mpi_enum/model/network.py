@@ -39,6 +39,7 @@ class Network:
     meta: dict = field(default_factory=dict)
     slopes: list | None = None  # per hidden layer: float64 (width,), the slope below 0 (0: ReLU)
     linear: list | None = None  # per hidden layer: bool (width,), True: no activation, no bit
+    groups: list | None = None  # per hidden layer: int (width,), max-group id (-1: none)
 
     @property
     def input_dim(self) -> int:
@@ -64,14 +65,45 @@ class Network:
     def is_relu(self) -> bool:
         """True if every hidden neuron is a ReLU (the result file's version-2 layout)."""
         return (self.linear is None or not any(np.any(m) for m in self.linear)) and (
-            self.slopes is None or not any(np.any(np.asarray(s) != 0) for s in self.slopes))
+            self.slopes is None or not any(np.any(np.asarray(s) != 0) for s in self.slopes)) and (
+            self.groups is None)
+
+    def group_of(self, l) -> np.ndarray:
+        """Max-group ids of hidden layer l's neurons (-1: not a max unit's input)."""
+        w = self.layer_widths[l]
+        return np.full(w, -1, np.int64) if self.groups is None else np.asarray(self.groups[l], np.int64)
+
+    def _onehot(self, l, z):
+        """(n, w) bool: the first maximum of each max group of layer l (False outside groups)."""
+        g = self.group_of(l)
+        out = np.zeros(z.shape, bool)
+        for gid in np.unique(g[g >= 0]):
+            idx = np.flatnonzero(g == gid)
+            out[np.arange(len(z)), idx[np.argmax(z[:, idx], axis=1)]] = True
+        return out
+
+    def _margins(self, l, z):
+        """For max-group members: z_j minus the largest other member (> 0 iff j is the strict
+        maximum); other neurons: z itself."""
+        g = self.group_of(l)
+        m = z.copy()
+        for gid in np.unique(g[g >= 0]):
+            idx = np.flatnonzero(g == gid)
+            zz = z[:, idx]
+            top = np.sort(zz, axis=1)
+            best, second = top[:, -1:], top[:, -2:-1]
+            m[:, idx] = zz - np.where(zz >= best, second, best)
+        return m
 
     def slope_of(self, l) -> np.ndarray:
-        """The slopes of hidden layer l below 0, with 1.0 for linear neurons."""
+        """The slopes of hidden layer l below 0, with 1.0 for linear neurons (0 for max-group
+        members: an input that is not its group's maximum outputs 0)."""
         w = self.layer_widths[l]
         s = np.zeros(w) if self.slopes is None else np.asarray(self.slopes[l], np.float64).copy()
         if self.linear is not None:
             s[np.asarray(self.linear[l], bool)] = 1.0
+        if self.groups is not None:
+            s[self.group_of(l) >= 0] = 0.0
         return s
 
     def linear_of(self, l) -> np.ndarray:
@@ -109,10 +141,24 @@ class Network:
         return np.concatenate([self.gates(full, l) for l in range(len(self.layer_widths))], axis=1)
 
     def activate(self, l, z):
-        """Layer l's activation applied to its pre-activations z (n, width_l)."""
-        if self.slopes is None and self.linear is None:
+        """Layer l's activation applied to its pre-activations z (n, width_l).  A max group's
+        members output z where they are the (first) maximum, else 0: their sum is the max."""
+        if self.slopes is None and self.linear is None and self.groups is None:
             return np.maximum(z, 0.0)
-        return np.where(z > 0.0, z, z * self.slope_of(l)[None, :])
+        out = np.where(z > 0.0, z, z * self.slope_of(l)[None, :])
+        if self.groups is not None:
+            g = self.group_of(l) >= 0
+            out[:, g] = np.where(self._onehot(l, z)[:, g], z[:, g], 0.0)
+        return out
+
+    def layer_bits(self, l, z):
+        """Layer l's bits (n, width_l) from its pre-activations: z > 0, or for max-group members
+        whether they are the (first) maximum."""
+        b = z > 0.0
+        if self.groups is not None:
+            g = self.group_of(l) >= 0
+            b[:, g] = self._onehot(l, z)[:, g]
+        return b
 
     def default_box(self):
         d = self.input_dim
@@ -120,21 +166,32 @@ class Network:
             return self.input_lo.copy(), self.input_hi.copy()
         return -np.ones(d), np.ones(d)
 
-    def forward_preacts(self, X, all_neurons=False):
+    def forward_preacts(self, X, all_neurons=False, margins=False):
         """Pre-activations of the gated hidden neurons (of all, with ``all_neurons``), layer-major:
-        array (n, N)."""
+        array (n, N).  With ``margins``, a max-group member's entry is its margin over the
+        largest other member instead (its sign is the member's bit)."""
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         out, h = [], X
         for l, (W, b) in enumerate(zip(self.weights[:-1], self.biases[:-1])):
             z = h @ W.T + b
-            out.append(z)
+            out.append(self._margins(l, z) if margins and self.groups is not None else z)
             h = self.activate(l, z)
         Z = np.concatenate(out, axis=1) if out else np.zeros((X.shape[0], 0))
         return Z if all_neurons or self.linear is None else Z[:, self.gated_index()]
 
     def patterns(self, X):
-        """Activation patterns (bool, (n, N)); ties (pre-activation exactly 0) are inactive."""
-        return self.forward_preacts(X) > 0.0
+        """Activation patterns (bool, (n, N)); ties (pre-activation exactly 0) are inactive; a max
+        group's bits are one-hot (its first maximum)."""
+        if self.groups is None:
+            return self.forward_preacts(X) > 0.0
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        out, h = [], X
+        for l, (W, b) in enumerate(zip(self.weights[:-1], self.biases[:-1])):
+            z = h @ W.T + b
+            out.append(self.layer_bits(l, z))
+            h = self.activate(l, z)
+        B = np.concatenate(out, axis=1)
+        return B if self.linear is None else B[:, self.gated_index()]
 
     def normalised(self) -> "Network":
         """The same network with every hidden neuron's weight row of unit norm (cached).
@@ -147,12 +204,12 @@ class Network:
         cached = self.meta.get("_normalised")
         if cached is not None:
             return cached
-        Ws, bs, logs = normalised_layers(self.weights[:-1], self.biases[:-1], return_logs=True)
+        Ws, bs, logs = normalised_layers(self.weights[:-1], self.biases[:-1], return_logs=True, groups=self.groups)
         top = float(logs.max()) if logs.size else 0.0
         Wo = np.asarray(self.weights[-1], np.float64) * np.exp(logs - top)[None, :]
         bo = (np.asarray(self.biases[-1], np.float64) * np.exp(-top / 2)) * np.exp(-top / 2)
         net = Network(Ws + [Wo], bs + [bo], self.input_lo, self.input_hi, self.source, self.sha256,
-                      {"normalised": True}, self.slopes, self.linear)
+                      {"normalised": True}, self.slopes, self.linear, self.groups)
         net.meta["_normalised"] = net
         self.meta["_normalised"] = net
         return net
@@ -184,7 +241,24 @@ def _unit_rows(W, b):
     return Wn, bn, logs
 
 
-def normalised_layers(Ws, bs, logs0=None, return_logs=False):
+def group_common_scale(Wn, bn, logs, group):
+    """Make the members of each max group (``group`` (w,) ids, -1: none) share one factor: the
+    largest of theirs.  A max is positively homogeneous only under one factor for all its inputs
+    (max(a / s, b / s) = max(a, b) / s), so per-row factors would move its comparisons."""
+    if group is None:
+        return Wn, bn, logs
+    group = np.asarray(group)
+    for gid in np.unique(group[group >= 0]):
+        idx = np.flatnonzero(group == gid)
+        top = float(logs[idx].max())
+        f = np.exp(logs[idx] - top)  # <= 1: no overflow
+        Wn[idx] *= f[:, None]
+        bn[idx] *= f
+        logs[idx] = top
+    return Wn, bn, logs
+
+
+def normalised_layers(Ws, bs, logs0=None, return_logs=False, groups=None):
     """The hidden layers rescaled so that every neuron's weight row has unit norm.
 
     A positive factor on a neuron's row and bias moves no hyperplane (relu(z / s) = relu(z) / s,
@@ -194,7 +268,8 @@ def normalised_layers(Ws, bs, logs0=None, return_logs=False):
     whatever the scale of the file (1e+300 or subnormal): every threshold it applies is relative.
     The factors are carried as logarithms, so that their products never overflow.  ``logs0``:
     the log factors by which layer 0's rows were already divided (their outputs are smaller by
-    those factors too).
+    those factors too; one factor per max group, as here).  ``groups``: the layers' max-group ids
+    (members share one factor, :func:`group_common_scale`).
     """
     out_W, out_b = [], []
     logs = None  # log of the factor each input of this layer was divided by
@@ -208,6 +283,7 @@ def normalised_layers(Ws, bs, logs0=None, return_logs=False):
             W = W * np.exp(logs - top)[None, :]
             b = (b * np.exp(-top / 2)) * np.exp(-top / 2)
         Wn, bn, logs = _unit_rows(W, b)
+        Wn, bn, logs = group_common_scale(Wn, bn, logs, None if groups is None else groups[l])
         logs = logs + top  # this layer's outputs are smaller than the true ones by exp(logs)
         if l == 0 and logs0 is not None:
             logs = logs + logs0
@@ -290,6 +366,23 @@ def _validate_units(net: Network, path: str) -> None:
     if net.linear is not None and not any(np.any(~m) for m in net.linear):
         raise InputError(f"{path}: every hidden neuron is linear: the network is affine, with no activation "
                          "regions to enumerate")
+    if net.groups is not None:
+        if len(net.groups) != len(widths):
+            raise InputError(f"{path}: groups has {len(net.groups)} arrays for {len(widths)} hidden layers")
+        out = []
+        for l, (g, w) in enumerate(zip(net.groups, widths)):
+            g = np.asarray(g)
+            if g.shape != (w,) or not np.issubdtype(g.dtype, np.integer):
+                raise InputError(f"{path}: groups of hidden layer {l} must be integers of shape ({w},)")
+            ids = g[g >= 0]
+            starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]] & (g >= 0))
+            if len(np.unique(ids)) != len(starts):
+                raise InputError(f"{path}: a max group of hidden layer {l} is not one contiguous run of neurons")
+            lin = net.linear_of(l) if net.linear is not None else np.zeros(w, bool)
+            if np.any(lin & (g >= 0)):
+                raise InputError(f"{path}: a neuron of hidden layer {l} is both linear and in a max group")
+            out.append(g.astype(np.int64))
+        net.groups = out if any(np.any(g >= 0) for g in out) else None
     drop_trivial_units(net)
 
 

@@ -42,6 +42,8 @@ struct kc_ctx {
     double **W, **b, *wscale;
     double *slope;         /* N: output factor of each neuron on its inactive side (0: ReLU) */
     unsigned char *linear; /* N: 1 = linear neuron (no hyperplane, bit fixed at 1) */
+    int *gfirst, *gend;    /* N: the max group [gfirst, gend) of each member (-1: not in a group) */
+    int has_groups;
     int mG;
     double *G, *h;
     int bounded;
@@ -550,6 +552,11 @@ static void finish_layer(kc_ctx *C, int l, double Mmax) {
             C->pre[l][j] = 1;
             continue;
         }
+        if (C->gfirst[C->offsets[l] + j] >= 0) { /* a max-group member: decided by its group */
+            C->nrm[l][j] = 0.0;
+            C->pre[l][j] = 0; /* screens skip it; kc_run decides the group first */
+            continue;
+        }
         double nr = sqrt(dot(H + (size_t)j * k, H + (size_t)j * k, k));
         int cst = nr <= KC_CONST_NEURON_REL * ms;
         C->nrm[l][j] = cst ? 0.0 : nr;
@@ -728,7 +735,7 @@ void kc_free(kc_ctx *C) {
     KC_FREE_LAYERS(W); KC_FREE_LAYERS(b); KC_FREE_LAYERS(H); KC_FREE_LAYERS(h0);
     KC_FREE_LAYERS(Hn); KC_FREE_LAYERS(h0n); KC_FREE_LAYERS(nrm); KC_FREE_LAYERS(pre);
     free(C->widths); free(C->offsets); free(C->layer_of); free(C->bnd); free(C->wscale);
-    free(C->slope); free(C->linear);
+    free(C->slope); free(C->linear); free(C->gfirst); free(C->gend);
     free(C->G); free(C->h); free(C->ylo); free(C->yhi); free(C->mscale); free(C->rank);
     free(C->bits); free(C->rows); free(C->rhs); free(C->rowid);
     free(C->st); free(C->st_y); free(C->st_row);
@@ -828,6 +835,8 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
     C->wscale = (double *)zalloc(C, L, sizeof(double));
     C->slope = (double *)zalloc(C, (size_t)N + 1, sizeof(double));
     C->linear = (unsigned char *)zalloc(C, (size_t)N + 1, 1);
+    C->gfirst = (int *)zalloc(C, (size_t)N + 1, sizeof(int));
+    C->gend = (int *)zalloc(C, (size_t)N + 1, sizeof(int));
     C->mG = cfg->mG;
     C->G = (double *)zalloc(C, (size_t)cfg->mG * K, sizeof(double));
     C->h = (double *)zalloc(C, cfg->mG, sizeof(double));
@@ -892,6 +901,23 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
     if (cfg->slope) memcpy(C->slope, cfg->slope, sizeof(double) * (size_t)N);
     if (cfg->linear)
         for (int i = 0; i < N; i++) C->linear[i] = cfg->linear[i] ? 1 : 0;
+    for (int i = 0; i < N; i++) C->gfirst[i] = C->gend[i] = -1;
+    if (cfg->group) { /* contiguous runs of one id within one layer; a run of one member is no group */
+        for (int i = 0; i < N;) {
+            int g = cfg->group[i], e = i + 1;
+            if (g < 0) { i++; continue; }
+            while (e < N && cfg->group[e] == g && C->layer_of[e] == C->layer_of[i]) e++;
+            for (int q = e; q < N; q++)
+                if (cfg->group[q] == g && C->layer_of[q] == C->layer_of[i]) { kc_free(C); *err = KC_ERR_ARG; return NULL; }
+            if (e - i > 1) {
+                for (int q = i; q < e; q++) { C->gfirst[q] = i; C->gend[q] = e; C->slope[q] = 0.0; C->linear[q] = 0; }
+                C->has_groups = 1;
+            } else {
+                C->linear[i] = 1; /* the maximum of one input is that input */
+            }
+            i = e;
+        }
+    }
     if (cfg->mG) {
         memcpy(C->G, cfg->G, sizeof(double) * (size_t)cfg->mG * K);
         memcpy(C->h, cfg->h, sizeof(double) * (size_t)cfg->mG);
@@ -918,7 +944,7 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
          * dense LP (if k allows it) and lp_fn decide, as without the box LP */
     }
     /* 4. vertex sets, on box domains of low dimension */
-    if (k <= cfg->vrep_max_k && is_box_domain(C)) {
+    if (k <= cfg->vrep_max_k && is_box_domain(C) && !C->has_groups) { /* vertex sets cut one row at a time */
         C->vr = vr_new(k, 2 * k + N, KC_VREP_CAP, ((size_t)64 << 20) / ((sizeof(double) + sizeof(int)) * K));
         /* NULL (no memory): the LPs decide everything, as without vertex sets */
     }
@@ -964,6 +990,40 @@ static inline int add_row(kc_ctx *C, int nrows, int i, int bit, const double *a,
     return nrows + 1;
 }
 
+/* append the rows of "member i is the maximum of its group" (z_t - z_i <= 0 for every other
+ * member t, unit rows; ids 2*i+1 for the first row, then 2*t, so that equal id prefixes mean
+ * equal rows) at path position nrows; returns the new row count.  A comparison that is constant
+ * on the domain adds no row; *dead is set if it makes i lose (z_t > z_i, or a tie with t < i:
+ * ties go to the first member) */
+static int group_rows(kc_ctx *C, int i, int nrows, int *dead) {
+    int k = C->k, l = C->layer_of[i], o = C->offsets[l], first = 1;
+    const double *H = C->H[l], *h0 = C->h0[l];
+    const double *hi = H + (size_t)(i - o) * k;
+    double thr = KC_CONST_NEURON_REL * C->mscale[l];
+    *dead = 0;
+    for (int t = C->gfirst[i]; t < C->gend[i]; t++) {
+        if (t == i) continue;
+        const double *ht = H + (size_t)(t - o) * k;
+        double *row = C->rows + (size_t)nrows * k, nr = 0.0;
+        for (int q = 0; q < k; q++) {
+            row[q] = ht[q] - hi[q];
+            nr += row[q] * row[q];
+        }
+        nr = sqrt(nr);
+        double d0 = h0[t - o] - h0[i - o];
+        if (nr <= thr) {
+            if (d0 > 0.0 || (d0 == 0.0 && t < i)) *dead = 1;
+            continue;
+        }
+        for (int q = 0; q < k; q++) row[q] /= nr;
+        C->rhs[nrows] = -d0 / nr;
+        C->rowid[nrows] = first ? 2 * i + 1 : 2 * t;
+        first = 0;
+        nrows++;
+    }
+    return nrows;
+}
+
 /* the Chebyshev LP of side `side` of neuron (a, a0) in the cell (1: the active side a y + a0 >= 0,
  * row -a y <= a0; 0: the inactive side, row a y <= -a0); see cheb() */
 static double side_lp(kc_ctx *C, int nrows, const double *a, double a0, int side, const double *ystart,
@@ -996,6 +1056,11 @@ int kc_start(kc_ctx *C, int depth, const unsigned char *bits, const double *yc, 
     for (int i = 0; i < depth; i++) {
         int l = C->layer_of[i], j = i - C->offsets[l];
         if (j == 0 && l > 0) transition(C, l);
+        if (C->gfirst[i] >= 0) { /* the selected member of a max group carries its group's rows */
+            int dead;
+            if (C->bits[i]) nrows = group_rows(C, i, nrows, &dead);
+            continue;
+        }
         if (C->nrm[l][j] == 0.0) continue;
         nrows = add_row(C, nrows, i, C->bits[i], C->Hn[l] + (size_t)j * k, C->h0n[l][j]);
     }
@@ -1061,6 +1126,41 @@ int kc_run(kc_ctx *C, long long max_nodes) {
                 transition(C, lb);
                 screen_layer(C, lb, 0, yc, r, nrows);
                 if (C->error) return -C->error;
+            }
+            if (C->gfirst[i] >= 0) { /* a max-group member: is it the group's maximum? */
+                int taken = 0, dead = 0;
+                for (int t = C->gfirst[i]; t < i; t++)
+                    if (C->bits[t]) { taken = 1; break; }
+                if (taken) { C->bits[i] = 0; depth++; continue; } /* an earlier member was selected */
+                int nr2 = group_rows(C, i, nrows, &dead), can_skip = i < C->gend[i] - 1, have_s = 0;
+                double rs = 0.0;
+                if (!dead) {
+                    double worst = -INFINITY; /* the ball inside every new row: no LP */
+                    for (int q = nrows; q < nr2; q++) {
+                        double sd = dot(C->rows + (size_t)q * k, yc, k) - C->rhs[q];
+                        if (sd > worst) worst = sd;
+                    }
+                    if (worst <= -r) { have_s = 1; memcpy(ya, yc, sizeof(double) * k); rs = r; }
+                    else {
+                        double rr, t = cheb(C, nr2 - 1, C->rows + (size_t)(nr2 - 1) * k, C->rhs[nr2 - 1], yc, ya, &rr);
+                        if (C->error) return -C->error;
+                        if (t > tol) { have_s = 1; rs = rr; }
+                    }
+                }
+                if (have_s && can_skip) /* the cell where a later member is the maximum: same ball */
+                    push(C, i + 1, nrows, 0, 0, 0, yc, r, NULL, 0.0, 0, -1);
+                if (have_s) {
+                    C->bits[i] = 1;
+                    nrows = nr2;
+                    memcpy(yc, ya, sizeof(double) * k);
+                    r = rs;
+                    depth++;
+                    continue;
+                }
+                if (!can_skip) break; /* no member left that can be the maximum */
+                C->bits[i] = 0;
+                depth++;
+                continue;
             }
             int l = C->layer_of[i], j = i - C->offsets[l];
             const double *a = C->Hn[l] + (size_t)j * k;

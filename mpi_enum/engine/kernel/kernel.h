@@ -19,7 +19,7 @@
 
 #include "decisions.h"
 
-#define KC_VERSION 6
+#define KC_VERSION 7
 #define KC_EMIT_MAX_DEFAULT 4096 /* nodes per kc_run chunk (a node emits at most one region) */
 
 typedef struct kc_ctx kc_ctx; /* opaque */
@@ -51,6 +51,11 @@ typedef struct {
                            * (0 ReLU, alpha LeakyReLU/PReLU) */
     const unsigned char *linear; /* N (or NULL): 1 = a linear neuron (output = pre-activation): no
                            * hyperplane, its bit is always 1 and adds no row */
+    const int *group;     /* N (or NULL): max-group id of each neuron (-1: none).  A group's members
+                           * (contiguous, in one layer) are the inputs of one max unit: its bits are
+                           * one-hot (1 = the selected maximum, output = its pre-activation; the others
+                           * output 0), and the group splits a cell into one cell per member that can
+                           * be the maximum (rows z_t - z_i <= 0 for the selected i) */
     int mG;               /* domain rows G y <= h (unit-norm rows) */
     const double *G, *h;
     int bounded;          /* 1: ylo/yhi is a bounding box of the domain (else unbounded) */

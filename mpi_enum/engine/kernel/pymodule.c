@@ -156,13 +156,13 @@ done:
 
 static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"k", "widths", "W", "b", "wscale", "G", "h", "ylo", "yhi", "tol", "fallback",
-                             "band_rel", "dense_max_k", "emax", "vrep_max_k", "slope", "linear", NULL};
+                             "band_rel", "dense_max_k", "emax", "vrep_max_k", "slope", "linear", "group", NULL};
     int k, dense_max_k = KC_DENSE_LP_MAX_K, emax = KC_EMIT_MAX_DEFAULT, vrep_max_k = KC_VREP_MAX_K;
     double tol, band_rel = KC_BAND_REL;
-    PyObject *widths_obj, *Wo, *bo, *wso, *Go, *ho, *ylo_o, *yhi_o, *fallback, *slope_o = Py_None, *lin_o = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOOOOOOOdO|$diiiOO:Kernel", kwlist, &k, &widths_obj, &Wo, &bo,
+    PyObject *widths_obj, *Wo, *bo, *wso, *Go, *ho, *ylo_o, *yhi_o, *fallback, *slope_o = Py_None, *lin_o = Py_None, *grp_o = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOOOOOOOOdO|$diiiOOO:Kernel", kwlist, &k, &widths_obj, &Wo, &bo,
                                      &wso, &Go, &ho, &ylo_o, &yhi_o, &tol, &fallback, &band_rel, &dense_max_k,
-                                     &emax, &vrep_max_k, &slope_o, &lin_o))
+                                     &emax, &vrep_max_k, &slope_o, &lin_o, &grp_o))
         return NULL;
     if (k < 1) return PyErr_Format(PyExc_ValueError, "k must be >= 1 (got %d)", k);
     if (emax < 1) return PyErr_Format(PyExc_ValueError, "emax must be >= 1 (got %d)", emax);
@@ -199,9 +199,10 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     }
     Py_DECREF(wseq);
 
-    Py_buffer v[8], lin;
+    Py_buffer v[8], lin, grp;
     memset(v, 0, sizeof(v));
     memset(&lin, 0, sizeof(lin));
+    memset(&grp, 0, sizeof(grp));
     Py_ssize_t nG = 0;
     KernelObject *self = NULL;
     if (get_f64(Wo, &v[0], nW, NULL, "W") < 0 || get_f64(bo, &v[1], nb, NULL, "b") < 0 ||
@@ -219,6 +220,14 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         if (PyObject_GetBuffer(lin_o, &lin, PyBUF_C_CONTIGUOUS) < 0) goto fail;
         if (lin.len != nb) {
             PyErr_Format(PyExc_ValueError, "linear: %zd bytes, expected %zd (one per neuron)", lin.len, nb);
+            goto fail;
+        }
+    }
+    if (grp_o != Py_None) { /* int32 group ids, one per neuron */
+        if (PyObject_GetBuffer(grp_o, &grp, PyBUF_C_CONTIGUOUS) < 0) goto fail;
+        if (grp.len != nb * (Py_ssize_t)sizeof(int)) {
+            PyErr_Format(PyExc_ValueError, "group: %zd bytes, expected %zd (one int32 per neuron)", grp.len,
+                         nb * (Py_ssize_t)sizeof(int));
             goto fail;
         }
     }
@@ -253,12 +262,14 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     cfg.vrep_max_k = vrep_max_k;
     cfg.slope = slope_o != Py_None ? (const double *)v[7].buf : NULL;
     cfg.linear = lin_o != Py_None ? (const unsigned char *)lin.buf : NULL;
+    cfg.group = grp_o != Py_None ? (const int *)grp.buf : NULL;
     cfg.lp_fn = self->fallback ? lp_trampoline : NULL;
     cfg.lp_user = self;
     int err = KC_OK;
     self->ctx = kc_new(&cfg, &err); /* copies everything: the buffers can go */
     release_all(v, 8);
     if (lin.obj) PyBuffer_Release(&lin);
+    if (grp.obj) PyBuffer_Release(&grp);
     PyMem_Free(widths);
     if (!self->ctx) {
         Py_DECREF(self);
@@ -272,6 +283,7 @@ static PyObject *Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
 fail:
     release_all(v, 8);
     if (lin.obj) PyBuffer_Release(&lin);
+    if (grp.obj) PyBuffer_Release(&grp);
     PyMem_Free(widths);
     Py_XDECREF(self);
     return NULL;
