@@ -327,6 +327,11 @@ class Result:
         N = int(sum(self.hidden_widths)) if self.network is not None else p.shape[1] * 8
         return np.unpackbits(p, axis=1, count=N) if len(p) else np.zeros((len(p), N), np.uint8)
 
+    @property
+    def selectors(self) -> np.ndarray:
+        """Max units: each region's selected member of every max group, int16 (n_local, G)."""
+        return self.network.selectors(self.bits())
+
     def __repr__(self):
         where = "" if self.comm is None else f", {self.n_local} on rank {self.comm.rank} of {self.comm.size}"
         return (f"<mpi_enum.Result: {self.n_regions} regions ({'complete' if self.complete else 'PARTIAL'}){where}, "

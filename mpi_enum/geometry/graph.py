@@ -131,8 +131,12 @@ def _chunk(res, chart, s, e, facet_tol, rng, loc, vertices, box):
     expect = bits[rows - s].copy()
     ok = np.ones(len(rows), bool)
     offs = res.offsets
+    gbit, spans = _group_bits(net)
     for t, (nj, grp) in enumerate(zip(neurons, groups)):
-        expect[t, grp] ^= 1
+        if gbit is None:
+            expect[t, grp] ^= 1
+        else:
+            _cross(expect[t], grp, P[t], gbit, spans)
         upto = int(offs[np.searchsorted(offs, nj, side="right")])  # end of neuron nj's layer
         ok[t] = np.array_equal(P[t, :upto], expect[t, :upto])
     loc.unmatched += int((~ok).sum())
@@ -141,6 +145,33 @@ def _chunk(res, chart, s, e, facet_tol, rng, loc, vertices, box):
     loc.q_row.append(res.row_start + rows[ok])
     loc.q_neuron.append(np.asarray(neurons)[ok])
     loc.q_pat.append(np.packbits(P[ok], axis=1))
+
+
+def _group_bits(net):
+    """(the max group of each pattern bit, -1 none; the groups' (start, size)), or (None, None)."""
+    if getattr(net, "groups", None) is None:
+        return None, None
+    spans = net.group_spans()
+    gbit = np.full(net.n_hidden, -1, np.int64)
+    for q, (s, k) in enumerate(spans):
+        gbit[s:s + k] = q
+    return gbit, spans
+
+
+def _cross(expect, grp, p, gbit, spans):
+    """In place: the pattern ``expect`` beyond the facet of the neurons ``grp``: a ReLU-like bit
+    flips; a max group's member t on it (the comparison z_t = z_selected) becomes the selected one
+    (of several members on one degenerate facet: the one the point beyond, ``p``, selects)."""
+    for j in grp:
+        q = gbit[j]
+        if q < 0:
+            expect[j] ^= 1
+            continue
+        s, k = spans[q]
+        cand = [int(t) for t in grp if gbit[t] == q]
+        pick = next((t for t in cand if p[t]), cand[0])
+        expect[s:s + k] = 0
+        expect[pick] = 1
 
 
 def _scale_hint(Ao):

@@ -19,7 +19,8 @@ from .results import open_result
 CHUNK_ROWS = 1 << 17
 #: the region datasets by their short names
 REGION_DATASETS = {"pattern": "regions/pattern", "interior_point": "regions/interior_point",
-                   "radius": "regions/radius", "affine_rank": "regions/affine_rank"}
+                   "radius": "regions/radius", "affine_rank": "regions/affine_rank",
+                   "selector": "regions/selector"}  # the last: version 4 only
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Result:
     row_start: int = 0  # the rows held are rows row_start .. row_start + n - 1 of the file
     n_total: int = -1  # rows in the file (-1: n)
     geometry: dict = field(default_factory=dict)  # the datasets of `mpi-enum graph` held (see read_geometry)
+    selector: np.ndarray = None  # (n, G) int: /regions/selector of a network with max units (version 4)
 
     @property
     def N(self):
@@ -60,17 +62,21 @@ class Result:
     def k(self):
         return self.domain.k if self.domain is not None else self.d
 
-    def chunks(self, names=("pattern", "interior_point", "radius", "affine_rank"), chunk=None, part=None):
+    def chunks(self, names=None, chunk=None, part=None):
         """Yield ``(start, {name: rows start .. start + len - 1})`` over the held rows, read from
         the file ``CHUNK_ROWS`` rows at a time (or from memory when the rows are loaded): bounded
         memory whatever the file's size.  ``affine_rank`` comes as int64, the rest as stored.
+        ``names``: default the four contract datasets, and ``selector`` with max units.
         ``part = (r, P)``: only the chunks whose index is r modulo P (one process's share)."""
+        if names is None:
+            names = ("pattern", "interior_point", "radius", "affine_rank") + (
+                ("selector",) if self.net is not None and self.net.groups is not None else ())
         chunk = int(chunk or CHUNK_ROWS)
         r, P = part if part is not None else (0, 1)
         starts = range(r * chunk, self.n, P * chunk)
         if self.packed is not None:
             mem = {"pattern": self.packed, "interior_point": self.points, "radius": self.radius,
-                   "affine_rank": self.ranks}
+                   "affine_rank": self.ranks, "selector": self.selector}
             for s in starts:
                 yield s, {k: mem[k][s:s + chunk] for k in names}
             return
@@ -137,6 +143,8 @@ def load_result(path, need_network=False, rows=None, regions=True):
         # only `mpi-enum graph` files have these (8 bytes a row), read whole even with regions=False
         geometry = {name: np.asarray(f[f"regions/{name}"][sel]) for name in ("linear_region", "volume")
                     if f"regions/{name}" in f}
+        selector = np.asarray(f["regions/selector"][sel]).astype(np.int64) \
+            if regions and "regions/selector" in f else None
         lc = np.asarray(f["layers/n_regions"][()], dtype=np.int64)
         N = sum(widths)
         want = {"pattern": (n, (N + 7) // 8), "interior_point": (n, d), "affine_rank": (n, len(widths))}
@@ -158,9 +166,17 @@ def load_result(path, need_network=False, rows=None, regions=True):
                     if "network/linear0" in f else None
                 if linear is not None and slopes is not None:  # slope_of writes 1 for linear neurons
                     slopes = [np.where(m, 0.0, s) for s, m in zip(slopes, linear)]
+                groups = [np.asarray(f[f"network/group{l}"][()]).astype(np.int64) for l in range(len(Ws) - 1)] \
+                    if "network/group0" in f else None
                 net = Network(Ws, bs, source=path, sha256=str(attrs.get("network_sha256", "")),
-                              slopes=slopes, linear=linear)
+                              slopes=slopes, linear=linear, groups=groups)
                 drop_trivial_units(net)
+                if net.groups is not None and "regions/selector" not in f:
+                    raise InputError(f"{path}: missing dataset /regions/selector (the network has max units)")
+                if net.groups is not None and selector is not None and \
+                        selector.shape != (n, len(net.group_spans())):
+                    raise InputError(f"{path}: /regions/selector has shape {selector.shape}, expected "
+                                     f"{(n, len(net.group_spans()))}")
         if need_network and net is None:
             raise InputError(f"{path}: the result file has no /network group (written by an older mpi_enum?)")
         try:
@@ -181,7 +197,7 @@ def load_result(path, need_network=False, rows=None, regions=True):
     if dom is None:
         raise InputError(f"{path}: the result file has no /domain group and its domain attribute cannot be rebuilt")
     return Result(path, attrs, n, d, widths, packed, pts, rad, rk, lc, net, dom, spec, stats=stats,
-                  row_start=row_start, n_total=n_total, geometry=geometry)
+                  row_start=row_start, n_total=n_total, geometry=geometry, selector=selector)
 
 
 def _domain_from_arrays(x0, E, G, h, spec):

@@ -1,14 +1,16 @@
 """The result file: this module alone owns the HDF5 layout (CONTRACT §3) and documents it.
 
-Layout, ``format = "mpi_enum.regions"``, ``format_version = 2`` (3 with non-ReLU units)
-----------------------------------------------------------------------------------------
+Layout, ``format = "mpi_enum.regions"``, ``format_version = 2`` (3 with non-ReLU units, 4 with max units)
+--------------------------------------------------------------------------------------------------------
 Version 2 adds the optional geometry datasets below (CONTRACT §4); this module still reads
 version-1 files (the same layout without them), and ``mpi-enum graph`` turns one into version 2.
 Version 3 is written for networks with other units than ReLU (LeakyReLU/PReLU slopes, linear
 neurons; :mod:`mpi_enum.model.network`): the same datasets, plus ``/network/slope{l}`` and
 ``/network/linear{l}``; the pattern then holds one bit per *gated* neuron (linear neurons have
-none) and ``hidden_widths`` counts the gated neurons of each layer.  A ReLU network's file stays
-version 2, byte for byte the layout it was.
+none) and ``hidden_widths`` counts the gated neurons of each layer.  Version 4 is written for
+networks with max units (MaxPool, maxout): version 3's datasets plus ``/network/group{l}`` and
+``/regions/selector``; a max group's members (its candidates) have one bit each, one-hot: the
+group's first maximum.  A ReLU network's file stays version 2, byte for byte the layout it was.
 Root attributes (contract): ``format``, ``format_version``, ``n_regions``, ``input_dim``,
 ``hidden_widths``, ``complete``, ``n_ranks``, ``wall_seconds``, ``network_sha256``, ``domain``
 (JSON), ``software`` (JSON), ``tol``.  Extensions: ``io_mode`` ("mpio-collective" or
@@ -28,7 +30,13 @@ Extensions (self-description, so post-processing needs no other file)::
     /network/W0, /network/b0, ... /network/WL, /network/bL   the network as enumerated
                                                              (.nnet normalisation folded in)
     /network/slope0 ... (float64, width_l), /network/linear0 ... (uint8, width_l)
-                    version 3 only: each hidden neuron's slope below 0 and whether it is linear
+                    versions 3 and 4: each hidden neuron's slope below 0 and whether it is linear
+    /network/group0 ... (int64, width_l)
+                    version 4 only: each hidden neuron's max group (-1: none; a group is one
+                    contiguous run of neurons of its layer, ids unique within the layer)
+    /regions/selector int16 (n, G)  version 4 only: for each of the G max groups (layer-major, in
+                    the order of their bits) the position of its selected member within the
+                    group, the argmax (ties: the first); the same as the group's one-hot bits
     /domain/x0 (d,), /domain/E (d, k), /domain/G (m, k), /domain/h (m,)
                     the domain in its own coordinates y: x = x0 + E y, G y <= h
     /stats/<name>   (n_ranks,) per-rank statistics: nodes, lps, regions, busy_seconds,
@@ -85,6 +93,7 @@ import numpy as np
 from ..errors import OutputError
 from ..phases import NO_PHASES
 from .buffer import BATCH, RegionBuffer
+from .datasets import CHUNK_BYTES, _create_regions, _packed, _selector_of, _write_batches, _write_rows
 from .h5small import SmallWriter, overwrite_attr
 from .outfile import install_agreed, io_problem, new_temp, reserve, unlink_quietly
 from .provenance import software_versions
@@ -96,6 +105,15 @@ __all__ = ["BATCH", "FORMAT", "FORMAT_VERSION", "RegionBuffer", "estimate_bytes"
 FORMAT = "mpi_enum.regions"
 FORMAT_VERSION = 2
 UNITS_FORMAT_VERSION = 3  # a network with non-ReLU units (slopes, linear neurons)
+GROUPS_FORMAT_VERSION = 4  # a network with max units (one-hot group bits, /regions/selector)
+
+
+def format_version_of(net) -> int:
+    """The format version a result of ``net`` is written with: 2 (ReLU), 3 (slopes, linear
+    neurons), 4 (max groups)."""
+    if net.groups is not None:
+        return GROUPS_FORMAT_VERSION
+    return FORMAT_VERSION if net.is_relu else UNITS_FORMAT_VERSION
 
 
 def h5py_has_mpi():
@@ -107,74 +125,7 @@ def h5py_has_mpi():
 REGION_DATASETS = ("pattern", "interior_point", "radius", "affine_rank")  # the order of buf.batches()
 
 
-CHUNK_BYTES = 1 << 20  # a compressed dataset's chunk: about this many bytes of rows
 BIG_DOMAIN = 1 << 16  # /domain arrays above this many bytes are stored compressed
-
-
-def _packed(shape, dtype):
-    """Chunked, byte-shuffled, gzip-compressed storage for a dataset of ``shape`` (rows of
-    about CHUNK_BYTES per chunk): lossless, read back by any HDF5 reader."""
-    row = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
-    rows = max(1, min(int(shape[0]), CHUNK_BYTES // max(row, 1)))
-    return {"chunks": (rows,) + tuple(shape[1:]), "compression": "gzip", "compression_opts": 4, "shuffle": True}
-
-
-def _create_regions(f, total, buf, compress=False):
-    """Create the /regions datasets (identically on every rank in the collective path);
-    ``compress``: chunked and compressed (``--compress``)."""
-    g = f.create_group("regions")
-    out = []
-    for name, shape, dtype in (("pattern", (total, buf.pb), np.uint8), ("interior_point", (total, buf.d), np.float64),
-                               ("radius", (total,), np.float64), ("affine_rank", (total, buf.L), np.int16)):
-        out.append(g.create_dataset(name, shape, dtype=dtype, **(_packed(shape, dtype) if compress else {})))
-    return out
-
-
-def _write_batches(dsets, offset, buf, dxpl=None, n_calls=None, after_first=None):
-    """Write this rank's rows from ``offset`` on, one call per batch and dataset.
-
-    Collective writes need the same number of calls on every rank: with ``n_calls`` larger than
-    this rank's batch count, the extra calls join with an empty selection.  ``after_first``: a
-    test hook called after the first call (or at once when there is none)."""
-    it = buf.batches(BATCH)
-    pos = offset
-    if n_calls is None:
-        n_calls = buf.n_batches(BATCH)
-    for i in range(n_calls):
-        arrs = next(it, None)
-        for ds, a in zip(dsets, arrs if arrs is not None else (None,) * 4):
-            _write_rows(ds, pos, a, dxpl)
-        if arrs is not None:
-            pos += len(arrs[2])
-        if i == 0 and after_first is not None:
-            after_first()
-    if n_calls == 0 and after_first is not None:
-        after_first()
-    if pos - offset != buf.count or next(it, None) is not None:  # never a silently short file
-        raise RuntimeError(f"wrote {pos - offset} of this rank's {buf.count} region rows")
-
-
-def _write_rows(ds, start, a, dxpl):
-    """Write rows [start, start+len(a)) of ``ds``; ``a`` None or empty joins with no selection."""
-    import h5py
-
-    fspace = ds.id.get_space()
-    if a is None or len(a) == 0:
-        fspace.select_none()
-        shape = (1,) + ds.shape[1:]
-        mspace = h5py.h5s.create_simple(shape)
-        mspace.select_none()
-        data = np.zeros(shape, dtype=ds.dtype)
-    else:
-        a = np.ascontiguousarray(a, dtype=ds.dtype)
-        count = (len(a),) + ds.shape[1:]
-        fspace.select_hyperslab((start,) + (0,) * (ds.ndim - 1), count)
-        mspace = h5py.h5s.create_simple(count)
-        data = a
-    if dxpl is None:
-        ds.id.write(mspace, fspace, data)
-    else:
-        ds.id.write(mspace, fspace, data, dxpl=dxpl)
 
 
 def _mpi_max():
@@ -191,7 +142,7 @@ def _common(f, meta, total, n_ranks, io_mode, stats_all, layer_counts, dxpl=None
     small = SmallWriter(f)
     a = {}  # the root attributes, written below in one pass
     a["format"] = FORMAT
-    a["format_version"] = FORMAT_VERSION if net.is_relu else UNITS_FORMAT_VERSION
+    a["format_version"] = format_version_of(net)
     a["n_regions"] = np.int64(total)
     a["input_dim"] = np.int64(net.input_dim)
     a["hidden_widths"] = np.array(net.hidden_widths, dtype=np.int64)
@@ -221,6 +172,8 @@ def _common(f, meta, total, n_ranks, io_mode, stats_all, layer_counts, dxpl=None
         for l in range(len(net.layer_widths)):
             small.dataset(f"network/slope{l}", net.slope_of(l))
             small.dataset(f"network/linear{l}", net.linear_of(l).astype(np.uint8))
+            if net.groups is not None:
+                small.dataset(f"network/group{l}", net.group_of(l))
     small.dataset("domain/x0", dom.x0)
     for name, arr in (("E", dom.E), ("G", dom.G.reshape(-1, dom.k))):
         arr = np.ascontiguousarray(arr, dtype=np.float64)
@@ -243,6 +196,9 @@ def estimate_bytes(total, buf, meta, n_stats, n_ranks):
     domain = 8 * (np.size(dom.x0) + np.size(dom.E) + np.size(dom.G) + np.size(dom.h))
     text = len(dom.to_json()) + len(json.dumps(meta.get("software", {}))) + len(str(meta.get("command_line", "")))
     n_dsets = 4 * len(net.weights) + 4 + 4 + 1 + int(n_stats)
+    if net.groups is not None:  # /regions/selector and /network/group{l}
+        rows += int(total) * 2 * len(net.group_spans())
+        n_dsets += len(net.weights) + 1
     if meta.get("compress"):  # gzip may grow incompressible chunks a little; each chunk is indexed
         rows += rows // 64 + 4096 * (4 + 4 * rows // CHUNK_BYTES)
     return int(rows + weights + domain + 8 * n_stats * n_ranks + 2 * text + 8192 * n_dsets + (256 << 10))
@@ -363,11 +319,14 @@ def _write_mpio(tmp, path, comm, args, buf, offset, est, write_delay, write_fail
             _common(f, *args, dxpl=dxpl, lead=comm.rank == 0)
         pause_for_tests(write_delay)
         with phases("write: region rows"):
-            dsets = _create_regions(f, args[1], buf, compress=bool(args[0].get("compress")))
+            net = args[0]["net"]
+            dsets = _create_regions(f, args[1], buf, compress=bool(args[0].get("compress")),
+                                    n_groups=len(net.group_spans()))
             _hold_space(comm, tmp, est)
             if n_calls is None:
                 n_calls = comm.allreduce(buf.n_batches(BATCH), op=_mpi_max())
-            _write_batches(dsets, offset, buf, dxpl, n_calls, lambda: injected(comm.rank, write_fail, tmp))
+            _write_batches(dsets, offset, buf, dxpl, n_calls, lambda: injected(comm.rank, write_fail, tmp),
+                           selector=_selector_of(net, net.n_hidden))
             _set_wall(f, args[0], comm)
         with phases("write: file closed"):
             f.close()
@@ -384,6 +343,9 @@ def _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fa
 
     rank = comm.rank if comm is not None else 0
     size = comm.size if comm is not None else 1
+    net = args[0]["net"]
+    select = _selector_of(net, net.n_hidden)
+    names = REGION_DATASETS + (("selector",) if select is not None else ())
     f = None
     try:
         if rank == 0:
@@ -391,8 +353,9 @@ def _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fa
             reserve(tmp, est)
             _common(f, *args)
             pause_for_tests(write_delay)
-            _write_batches(_create_regions(f, args[1], buf, compress=bool(args[0].get("compress"))), offset, buf,
-                           after_first=lambda: injected(rank, write_fail, tmp))
+            _write_batches(_create_regions(f, args[1], buf, compress=bool(args[0].get("compress")),
+                                           n_groups=len(net.group_spans())), offset, buf,
+                           after_first=lambda: injected(rank, write_fail, tmp), selector=select)
             if size == 1:
                 _set_wall(f, args[0], None)
             f.close()
@@ -401,8 +364,8 @@ def _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fa
             comm.Barrier()
             if rank == r:
                 f = h5py.File(tmp, "r+")
-                _write_batches([f["regions"][name] for name in REGION_DATASETS], offset, buf,
-                               after_first=lambda: injected(rank, write_fail, tmp))
+                _write_batches([f["regions"][name] for name in names], offset, buf,
+                               after_first=lambda: injected(rank, write_fail, tmp), selector=select)
                 if r == size - 1:  # the last writer: its own time (the others wait for it)
                     _set_wall(f, args[0], None)
                 f.close()
@@ -413,8 +376,8 @@ def _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fa
         fail(comm, f, tmp, path, exc, note)
 
 
-# version 1: the same layout without the geometry datasets; 3: with non-ReLU units
-SUPPORTED_VERSIONS = (1, FORMAT_VERSION, UNITS_FORMAT_VERSION)
+# version 1: the same layout without the geometry datasets; 3: with non-ReLU units; 4: max units
+SUPPORTED_VERSIONS = (1, FORMAT_VERSION, UNITS_FORMAT_VERSION, GROUPS_FORMAT_VERSION)
 
 
 def _text(v):

@@ -2,7 +2,10 @@
 
 Extension (the network IR, :mod:`mpi_enum.model.network`): optional ``slope0, ..., slope{L-1}``
 (the slope of each hidden neuron below 0: LeakyReLU/PReLU; 0 = ReLU) and ``linear0, ...``
-(booleans: neurons without activation, no pattern bit).  A layer without its array is all ReLU.
+(booleans: neurons without activation, no pattern bit) and ``group0, ...`` (integers: each
+neuron's max group, -1 none; a group's members are one contiguous run, a max unit's candidates:
+each outputs its pre-activation where it is the group's first maximum, else 0).  A layer without
+its array is all ReLU.
 """
 from __future__ import annotations
 
@@ -32,9 +35,11 @@ def load_npz(path: str) -> Network:
                     raise InputError(f"{path}: W{i} has no matching b{i}")
                 Ws.append(np.array(z[f"W{i}"]))
                 bs.append(np.array(z[f"b{i}"]))
-            slopes = linear = None
+            slopes = linear = groups = None
             n_hid = n_layers - 1
-            for key in ("slope", "linear"):
+            blank = {"slope": lambda w: np.zeros(w), "linear": lambda w: np.zeros(w, bool),
+                     "group": lambda w: np.full(w, -1, np.int64)}
+            for key in ("slope", "linear", "group"):
                 given = [f"{key}{i}" in files for i in range(n_hid)]
                 stray = sorted(k for k in files if k.startswith(key) and k[len(key):].isdigit()
                                and int(k[len(key):]) >= n_hid)
@@ -42,12 +47,13 @@ def load_npz(path: str) -> Network:
                     raise InputError(f"{path}: {stray[0]} is given but the network has {n_hid} hidden layers")
                 if any(given):
                     arrs = [np.array(z[f"{key}{i}"]) if g else None for i, g in enumerate(given)]
-                    arrs = [a if a is not None else (np.zeros(len(bs[i])) if key == "slope" else np.zeros(len(bs[i]), bool))
-                            for i, a in enumerate(arrs)]
+                    arrs = [a if a is not None else blank[key](len(bs[i])) for i, a in enumerate(arrs)]
                     if key == "slope":
                         slopes = arrs
-                    else:
+                    elif key == "linear":
                         linear = arrs
+                    else:
+                        groups = arrs
             lo = np.array(z["input_lo"]) if "input_lo" in files else None
             hi = np.array(z["input_hi"]) if "input_hi" in files else None
     except InputError:
@@ -56,4 +62,4 @@ def load_npz(path: str) -> Network:
         raise InputError(f"{path}: not a readable .npz network ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
     except Exception as exc:  # zlib.error, struct.error, ... from truncated archives
         raise InputError(f"{path}: not a readable .npz network ({type(exc).__name__})") from None
-    return Network(Ws, bs, lo, hi, source=path, slopes=slopes, linear=linear)
+    return Network(Ws, bs, lo, hi, source=path, slopes=slopes, linear=linear, groups=groups)

@@ -90,10 +90,35 @@ class Network:
         for gid in np.unique(g[g >= 0]):
             idx = np.flatnonzero(g == gid)
             zz = z[:, idx]
+            if len(idx) == 1:  # a group of one is always its own maximum
+                m[:, idx] = np.inf
+                continue
             top = np.sort(zz, axis=1)
             best, second = top[:, -1:], top[:, -2:-1]
             m[:, idx] = zz - np.where(zz >= best, second, best)
         return m
+
+    def group_spans(self) -> np.ndarray:
+        """The max groups as (start, size) rows (int64 (G, 2)) in pattern-bit positions,
+        layer-major: group q's one-hot bits are ``pattern[start:start + size]``."""
+        if self.groups is None:
+            return np.zeros((0, 2), np.int64)
+        g = np.concatenate([np.where(self.group_of(l) >= 0, self.group_of(l) + (1 << 40) * l, -1)
+                            for l in range(len(self.layer_widths))])[self.gated_index()]
+        starts = np.flatnonzero((g >= 0) & np.r_[True, g[1:] != g[:-1]])
+        ends = np.r_[starts[1:], len(g)]
+        sizes = np.array([int(np.count_nonzero(g[s:e] == g[s])) for s, e in zip(starts, ends)], np.int64)
+        return np.stack([starts, sizes], axis=1).astype(np.int64) if len(starts) else np.zeros((0, 2), np.int64)
+
+    def selectors(self, bits) -> np.ndarray:
+        """Patterns (n, N) -> int16 (n, G): each max group's selected member (its one-hot bit's
+        position within the group; the result file's ``/regions/selector``)."""
+        bits = np.asarray(bits)
+        spans = self.group_spans()
+        out = np.zeros((bits.shape[0], len(spans)), np.int16)
+        for q, (s, k) in enumerate(spans):
+            out[:, q] = np.argmax(bits[:, s:s + k], axis=1)
+        return out
 
     def slope_of(self, l) -> np.ndarray:
         """The slopes of hidden layer l below 0, with 1.0 for linear neurons (0 for max-group
@@ -105,6 +130,13 @@ class Network:
         if self.groups is not None:
             s[self.group_of(l) >= 0] = 0.0
         return s
+
+    def same_units(self, other) -> bool:
+        """Whether ``other`` has the same activations (slopes, linear neurons, max groups)."""
+        L = len(self.layer_widths)
+        return L == len(other.layer_widths) and all(
+            np.array_equal(f(self, l), f(other, l)) for l in range(L)
+            for f in (Network.slope_of, Network.linear_of, Network.group_of))
 
     def linear_of(self, l) -> np.ndarray:
         w = self.layer_widths[l]

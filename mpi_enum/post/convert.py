@@ -44,6 +44,8 @@ def convert(model_path, out_path, force=False, input_box=None):
             arrs[f"slope{i}"] = np.asarray(net.slopes[i], np.float64)
         if net.linear is not None:
             arrs[f"linear{i}"] = np.asarray(net.linear[i], bool)
+        if net.groups is not None:
+            arrs[f"group{i}"] = np.asarray(net.groups[i], np.int64)
     if net.input_lo is not None:
         arrs["input_lo"] = np.asarray(net.input_lo, np.float64)
         arrs["input_hi"] = np.asarray(net.input_hi, np.float64)

@@ -46,19 +46,31 @@ class Chart:
         return np.linalg.norm(D - (D @ self.Q) @ self.Q.T, axis=1)
 
 
+def _group_members(g):
+    """The member indices of each max group of a layer's ids ``g`` (-1: none)."""
+    return [np.flatnonzero(g == gid) for gid in np.unique(g[g >= 0])]
+
+
 def forward_abs(net, X):
     """Pre-activations (n, N) of the gated neurons and a bound on their rounding scale
-    (|W| |h| + |b|): the forward pass ``verify`` checks patterns and margins with."""
+    (|W| |h| + |b|): the forward pass ``verify`` checks patterns and margins with.  A max group's
+    member has its margin over the largest other member instead (> 0 iff it is the strict
+    maximum: the sign is its bit, as a ReLU's pre-activation), with the scales of both."""
     X = np.atleast_2d(X)
     zs, sc = [], []
     h, ha = X, np.abs(X)
     for l, (W, b) in enumerate(zip(net.weights[:-1], net.biases[:-1])):
         z = h @ W.T + b
         za = ha @ np.abs(W).T + np.abs(b)
-        zs.append(z)
-        sc.append(za)
         h = net.activate(l, z)
         ha = np.abs(h)
+        if net.groups is not None:  # a max group's members: their margins over the others' maximum
+            za = za.copy()
+            for idx in _group_members(net.group_of(l)):
+                za[:, idx] += za[:, idx].max(axis=1, keepdims=True)
+            z = net._margins(l, z)
+        zs.append(z)
+        sc.append(za)
     Z, S = np.concatenate(zs, axis=1), np.concatenate(sc, axis=1)
     if net.linear is not None:  # linear neurons have no pattern bit
         g = net.gated_index()
@@ -108,9 +120,33 @@ def region_maps(net, chart, bits, with_output=False, all_neurons=False):
     if not all_neurons and getattr(net, "linear", None) is not None:
         g = net.gated_index()
         A, c = A[:, :, g], c[:, g]
+    if not all_neurons and getattr(net, "groups", None) is not None:
+        A, c = group_comparisons(net, np.moveaxis(A, 0, 2), c, bits)
+        A = np.moveaxis(A, 2, 0)
     if with_output:
         return np.moveaxis(A, 0, 2), c, np.moveaxis(M, 0, 2), m
     return np.moveaxis(A, 0, 2), c
+
+
+def group_comparisons(net, A, c, bits):
+    """The maps (n, N, k), (n, N) of the gated neurons with each max group's members replaced by
+    their comparisons with the group's selected member (its one-hot bit in ``bits``): member t
+    becomes ``z_t - z_sel``, which is <= 0 on the region (as an inactive neuron's
+    pre-activation; its bit is 0), and the selected member's own row becomes 0 (no side to keep).
+    Half-spaces, margins and facets then read a max group as they read ReLU neurons."""
+    spans = net.group_spans()
+    if not len(spans):
+        return A, c
+    bits = np.asarray(bits)
+    n = len(bits)
+    A, c = np.array(A, copy=True), np.array(c, copy=True)
+    pos = np.concatenate([np.arange(s, s + k) for s, k in spans])
+    sel = np.concatenate([np.repeat((s + np.argmax(bits[:, s:s + k], axis=1))[:, None], k, axis=1)
+                          for s, k in spans], axis=1)  # (n, members): the selected position
+    rows = np.arange(n)[:, None]
+    A[:, pos] = A[:, pos] - A[rows, sel]
+    c[:, pos] = c[:, pos] - c[rows, sel]
+    return A, c
 
 
 RANK_HI, RANK_LO, RANK_ABS = 1e-13, 1e-6, 1e-9  # the rank rule of :func:`rank_agreement`

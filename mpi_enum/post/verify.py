@@ -18,7 +18,9 @@ patterns unique             no pattern occurs twice
 points in domain            every interior point lies on the domain's affine hull, and its ball
                             (``radius``, input units, inside the hull) lies in the domain
 patterns reproduced         a forward pass of NETWORK at each interior point gives its pattern
+                            (and /regions/selector, with max units, the argmax of its groups)
 radius margins              every hidden neuron j satisfies ``|z_j(x)| >= radius * ||grad z_j||``
+                            (a max group's member: ``z_j - z_selected``)
                             (gradient on the region, projected onto the domain's hull), so the
                             whole ball has the pattern
 affine ranks                /regions/affine_rank agrees with the singular values of the
@@ -29,12 +31,12 @@ layer counts                /layers/n_regions equals the number of distinct patt
 sampled coverage            the patterns of N uniform samples of the domain are all present
                             (a missing pattern is tolerated only if its region's inscribed
                             radius is below the result's ``tol``; every missing one is checked)
-volumes sum to domain       (domain dimension k <= 6, bounded, at most VOLUME_MAX_REGIONS
-                            regions for k <= 3, VOLUME_MAX_REGIONS_QHULL for k >= 4: one qhull each) the regions' volumes, from their
-                            half-spaces (qhull for k >= 3), sum to the domain's volume within
-                            1e-6 relative; where
-                            samples fell in regions thinner than tol, the missing share of the
-                            volume must match the sampled share (4 standard errors)
+volumes sum to domain       (domain dimension k <= 6, bounded, at most VOLUME_MAX_REGIONS regions
+                            for k <= 3, VOLUME_MAX_REGIONS_QHULL for k >= 4: one qhull each) the
+                            regions' volumes, from their half-spaces (qhull for k >= 3), sum to
+                            the domain's volume within 1e-6 relative; where samples fell in
+                            regions thinner than tol, the missing share of the volume must match
+                            the sampled share (4 standard errors)
 
 Geometry (half-spaces, margins, ranks, volumes) is computed on the network with unit hidden
 rows (:meth:`mpi_enum.model.network.Network.normalised`: the same regions and patterns), so no
@@ -59,7 +61,7 @@ import numpy as np
 from ..io.reader import domain_from_spec, load_result
 from .buckets import buckets, first_layer_hash, packed_prefix_groups
 from .share import Share
-from .geometry import (Chart, convex_polygon, domain_box_u, forward_abs, rank_agreement,
+from .geometry import (Chart, convex_polygon, domain_box_u, forward_abs, group_comparisons, rank_agreement,
                       polygon_area, region_halfspaces, region_maps)
 from ..errors import InputError
 
@@ -147,13 +149,11 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=Non
         same = len(res.net.weights) == len(net.weights) and all(
             W1.shape == W2.shape and np.allclose(W1, W2, rtol=1e-12, atol=0) and np.allclose(b1, b2, rtol=1e-12, atol=0)
             for W1, W2, b1, b2 in zip(res.net.weights, net.weights, res.net.biases, net.biases))
-        same_units = all(np.array_equal(res.net.slope_of(l), net.slope_of(l)) and
-                         np.array_equal(res.net.linear_of(l), net.linear_of(l))
-                         for l in range(len(net.layer_widths))) if same else False
+        same_units = same and res.net.same_units(net)
         if not same:
             problems.append("/network differs from the NETWORK file's weights")
         elif not same_units:
-            problems.append("/network's activations (slopes, linear neurons) differ from the NETWORK file's")
+            problems.append("/network's activations (slopes, linear neurons, max groups) differ from the NETWORK file's")
         elif sha != net.sha256:
             note = f" (file sha256 differs: {net_path} is another file with the same weights)"
     elif sha != net.sha256:
@@ -221,6 +221,8 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=Non
         fwd = (Z > 0).astype(np.uint8)
         mism = (fwd != bits) & (np.abs(Z) > zslack)
         bp = np.any(mism, axis=1)
+        if "selector" in ch:  # the stored selector is the argmax that the one-hot bits say
+            bp |= np.any(ch["selector"] != net.selectors(bits), axis=1)
         bad_pat += int(bp.sum())
         if bp.any():
             first_bad.setdefault("pat", s + int(np.argmax(bp)))
@@ -233,6 +235,7 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=Non
         else:  # the ranks need every neuron's map (linear ones too), the margins the gated ones'
             A_all, _ = region_maps(net, chart, bits, all_neurons=True)
             A = A_all[:, net.gated_index()] if net.linear is not None else A_all
+            A = group_comparisons(net, A, np.zeros(A.shape[:2]), bits)[0]  # max groups: their comparisons
         Ak = np.moveaxis(A, 2, 0)  # (k, n, N), contiguous
         g = np.sqrt(np.einsum("knj,knj->nj", Ak, Ak))
         rg = np.where(g > 0, np.where(np.isfinite(r), r, np.inf)[:, None] * g, 0.0)

@@ -67,3 +67,45 @@ def test_units_under_comm_match_serial_and_verify(net_path):
     checks = verify_result(out, net_path, samples=20000, comm=comm)
     assert not [c for c in checks if c.status == "FAIL"], [c for c in checks if c.status == "FAIL"]
     comm.Barrier()
+
+
+def _max_arrays(d=3, seed=6):
+    """ReLU(6) -> [max of 2, max of 3, ReLU, ReLU] -> ReLU(4): max units (file version 4)."""
+    rng = np.random.default_rng(seed)
+    V = rng.normal(size=(4, 4))
+    return {"W0": rng.normal(size=(6, d)), "b0": rng.normal(size=6) * 0.3,
+            "W1": rng.normal(size=(7, 6)), "b1": rng.normal(size=7) * 0.3,
+            "W2": np.hstack([np.repeat(V[:, [0]], 2, axis=1), np.repeat(V[:, [1]], 3, axis=1), V[:, 2:]]),
+            "b2": rng.normal(size=4) * 0.3, "W3": rng.normal(size=(2, 4)), "b3": np.zeros(2),
+            "group1": np.array([0, 0, 1, 1, 1, -1, -1])}
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(180)
+def test_max_units_under_comm_match_serial_and_verify(net_path):
+    import h5py
+
+    import mpi_enum
+    from mpi_enum.post.verify import verify_result
+
+    comm = _comm()
+    path = os.path.join(os.path.dirname(net_path), "max.npz")
+    if comm.rank == 0:
+        np.savez(path, **_max_arrays())
+    comm.Barrier()
+    serial = mpi_enum.enumerate(path)
+    res = mpi_enum.enumerate(path, comm=comm, split_factor=2, budget=4)
+    assert res.n_regions == serial.n_regions > 50
+    whole = res.allgather()
+    assert sorted(bytes(r) for r in whole.patterns) == sorted(bytes(r) for r in serial.patterns)
+    out = os.path.join(os.path.dirname(net_path), f"max_{comm.size}.h5")
+    res.save(out, force=True)
+    comm.Barrier()
+    with h5py.File(out, "r") as f:
+        assert int(f.attrs["format_version"]) == 4
+        sel = f["regions/selector"][()]
+        bits = np.unpackbits(f["regions/pattern"][()], axis=1, count=17)
+    np.testing.assert_array_equal(sel, np.stack([np.argmax(bits[:, 6:8], 1), np.argmax(bits[:, 8:11], 1)], 1))
+    checks = verify_result(out, path, samples=20000, comm=comm)
+    assert not [c for c in checks if c.status == "FAIL"], [c for c in checks if c.status == "FAIL"]
+    comm.Barrier()
