@@ -1,4 +1,4 @@
-"""Max units (WIP branch): max groups in the network IR and the kernel's g-way split.
+"""Max units: max groups in the network IR and the kernel's g-way split.
 
 Oracles that share no code with the engine: a brute force over every pattern and selector (each
 cell built here from the weights: a ReLU neuron's side, a group's "member s is the maximum" rows
@@ -12,20 +12,11 @@ import itertools
 
 import numpy as np
 import pytest
-from scipy.optimize import linprog
 
 import mpi_enum
 from mpi_enum.model.network import Network, validate
 
-
-def _cheb(A, c, lo, hi):
-    d = len(lo)
-    nr = np.linalg.norm(A, axis=1)
-    Aub = np.vstack([np.hstack([A, nr[:, None]]), np.hstack([np.eye(d), np.ones((d, 1))]),
-                     np.hstack([-np.eye(d), np.ones((d, 1))])])
-    r = linprog(np.r_[np.zeros(d), -1.0], A_ub=Aub, b_ub=np.concatenate([c, hi, -lo]),
-                bounds=[(None, None)] * d + [(None, 1.0)], method="highs")
-    return -r.fun if r.status == 0 else -np.inf
+from test_units import _cheb_radius
 
 
 def brute_force(Ws, bs, groups, lo, hi, rmin=1e-6):
@@ -63,7 +54,7 @@ def brute_force(Ws, bs, groups, lo, hi, rmin=1e-6):
             bits += [int(v) for v in gate]
             M, m0 = gate[:, None] * Z, gate * z0
         A, c = np.array(rows), np.array(rhs)
-        if _cheb(A, c, lo, hi) > rmin:
+        if _cheb_radius(A, c, lo, hi) > rmin:
             found.add(tuple(bits))
     return found
 

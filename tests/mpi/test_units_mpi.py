@@ -1,6 +1,6 @@
 """Networks with LeakyReLU slopes and linear neurons under a communicator (1, 2, 3 ranks): the
 gathered pattern set and layer counts equal a run without MPI, and the collective file is a
-version-3 file that ``verify`` passes on the same ranks.  Run as
+version-3 file (version 4 with max units) that ``verify`` passes on the same ranks.  Run as
 ``mpiexec -n P .venv/bin/python -m mpi4py -m pytest --with-mpi tests/mpi``."""
 from __future__ import annotations
 
@@ -44,29 +44,40 @@ def net_path(tmp_path_factory):
     return path
 
 
-@pytest.mark.mpi
-@pytest.mark.timeout(180)
-def test_units_under_comm_match_serial_and_verify(net_path):
+def _run_save_verify(path, name, version, min_regions):
+    """Enumerate ``path`` on the communicator and serially, compare, save collectively, check the
+    file's version and run ``verify`` on the same ranks; returns the file's path."""
     import h5py
 
     import mpi_enum
     from mpi_enum.post.verify import verify_result
 
     comm = _comm()
-    serial = mpi_enum.enumerate(net_path)
-    res = mpi_enum.enumerate(net_path, comm=comm, split_factor=2, budget=4)
-    assert res.n_regions == serial.n_regions > 20
+    serial = mpi_enum.enumerate(path)
+    res = mpi_enum.enumerate(path, comm=comm, split_factor=2, budget=4)
+    assert res.n_regions == serial.n_regions > min_regions
     assert res.layer_counts.tolist() == serial.layer_counts.tolist()
     whole = res.allgather()
     assert sorted(bytes(r) for r in whole.patterns) == sorted(bytes(r) for r in serial.patterns)
-    out = os.path.join(os.path.dirname(net_path), f"out_{comm.size}.h5")
+    out = os.path.join(os.path.dirname(path), f"{name}_{comm.size}.h5")
     res.save(out, force=True)
     comm.Barrier()
     with h5py.File(out, "r") as f:
-        assert int(f.attrs["format_version"]) == 3 and list(f.attrs["hidden_widths"]) == [5, 5]
-    checks = verify_result(out, net_path, samples=20000, comm=comm)
+        assert int(f.attrs["format_version"]) == version
+    checks = verify_result(out, path, samples=20000, comm=comm)
     assert not [c for c in checks if c.status == "FAIL"], [c for c in checks if c.status == "FAIL"]
     comm.Barrier()
+    return out
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(180)
+def test_units_under_comm_match_serial_and_verify(net_path):
+    import h5py
+
+    out = _run_save_verify(net_path, "out", 3, 20)
+    with h5py.File(out, "r") as f:
+        assert list(f.attrs["hidden_widths"]) == [5, 5]
 
 
 def _max_arrays(d=3, seed=6):
@@ -85,27 +96,13 @@ def _max_arrays(d=3, seed=6):
 def test_max_units_under_comm_match_serial_and_verify(net_path):
     import h5py
 
-    import mpi_enum
-    from mpi_enum.post.verify import verify_result
-
     comm = _comm()
     path = os.path.join(os.path.dirname(net_path), "max.npz")
     if comm.rank == 0:
         np.savez(path, **_max_arrays())
     comm.Barrier()
-    serial = mpi_enum.enumerate(path)
-    res = mpi_enum.enumerate(path, comm=comm, split_factor=2, budget=4)
-    assert res.n_regions == serial.n_regions > 50
-    whole = res.allgather()
-    assert sorted(bytes(r) for r in whole.patterns) == sorted(bytes(r) for r in serial.patterns)
-    out = os.path.join(os.path.dirname(net_path), f"max_{comm.size}.h5")
-    res.save(out, force=True)
-    comm.Barrier()
+    out = _run_save_verify(path, "max", 4, 50)
     with h5py.File(out, "r") as f:
-        assert int(f.attrs["format_version"]) == 4
         sel = f["regions/selector"][()]
         bits = np.unpackbits(f["regions/pattern"][()], axis=1, count=17)
     np.testing.assert_array_equal(sel, np.stack([np.argmax(bits[:, 6:8], 1), np.argmax(bits[:, 8:11], 1)], 1))
-    checks = verify_result(out, path, samples=20000, comm=comm)
-    assert not [c for c in checks if c.status == "FAIL"], [c for c in checks if c.status == "FAIL"]
-    comm.Barrier()
