@@ -53,11 +53,14 @@ ACAS = SHARED / "data" / "acasxu" / "ACASXU_run2a_1_1_batch_2000.nnet"
 ACAS_BOX = ([1500, -0.06, 3.10, 980, 960], [1800, 0.06, 3.14, 1200, 1200])
 TOLS = [1e-10, 1e-9, 1e-8, 1e-7]
 HIGH_DIM = ["mlp:16:14,14:1", "mlp:32:12,12:1"]  # with the d = 64 and 784 bench nets: --high-dim
-# --cnn: the two-block ResNet of inputs/digits_cnn (1,280 gated units, 512 linear) and a random
-# MLP with the same gated widths (1,280 units), on the plane through three digits
+# --cnn: the CNNs of inputs/digits_cnn, each followed by a random MLP with the same gated widths,
+# on the plane through three digits: the two-block ResNet (1,280 gated units, 512 linear) and the
+# LeNet (two Conv -> ReLU -> MaxPool2d(2): 512 ReLU units and 512 max candidates in 128 groups)
 DIGITS_CNN = REPO / "inputs" / "digits_cnn"
-CNN = [f"plane:{DIGITS_CNN / 'resnet.onnx'}:{DIGITS_CNN / 'plane_017.npy'}",
-       f"plane:mlp/64/256,256,256,256,256/1:{DIGITS_CNN / 'plane_017.npy'}"]
+CNN = [(f"plane:{DIGITS_CNN / 'resnet.onnx'}:{DIGITS_CNN / 'plane_017.npy'}",
+        f"plane:mlp/64/256,256,256,256,256/1:{DIGITS_CNN / 'plane_017.npy'}", "resnet.onnx (2 residual blocks)"),
+       (f"plane:{DIGITS_CNN / 'lenet.onnx'}:{DIGITS_CNN / 'plane_017.npy'}",
+        f"plane:mlp/64/384,384,128,128/1:{DIGITS_CNN / 'plane_017.npy'}", "lenet.onnx (2 MaxPool2d)")]
 
 
 # ------------------------------------------------------------------------------ children
@@ -303,17 +306,18 @@ def main(argv=None):
     elif a.cnn:
         print(f"{'network (plane through three digits)':<40} {'units':>11} {'regions':>8} {'sec':>7} {'regions/s':>10} "
               f"{'LPs/reg':>7} {'full':>4}")
-        for spec in CNN:
-            f = spawn(["--child", "fast", spec, 1e-9, which, a.engine_cap])
-            fr = f["regions"] / f["seconds"]
-            name = "resnet.onnx (2 residual blocks)" if "resnet" in spec else "random MLP, same gated widths"
-            print(f"{name:<40} {sum(f['widths']):>5}/{f['n_bits']:>5} {f['regions']:>8,} {f['seconds']:>7.2f} "
-                  f"{fr:>10,.0f} {f['lps'] / max(f['regions'], 1):>7.2f} {('yes' if f['complete'] else 'no'):>4}",
-                  flush=True)
-            report["nets"].append({"net": spec, "fast": f, "regions_per_s": fr})
-        r = [n["regions_per_s"] for n in report["nets"]]
-        report["cnn_over_mlp"] = r[0] / r[1]
-        print(f"\nCNN / MLP regions per second: {r[0] / r[1]:.2f}")
+        report["cnn_over_mlp"] = {}
+        for cnn, mlp, label in CNN:
+            r = []
+            for spec, name in ((cnn, label), (mlp, "random MLP, same gated widths")):
+                f = spawn(["--child", "fast", spec, 1e-9, which, a.engine_cap])
+                r.append(f["regions"] / f["seconds"])
+                print(f"{name:<40} {sum(f['widths']):>5}/{f['n_bits']:>5} {f['regions']:>8,} {f['seconds']:>7.2f} "
+                      f"{r[-1]:>10,.0f} {f['lps'] / max(f['regions'], 1):>7.2f} "
+                      f"{('yes' if f['complete'] else 'no'):>4}", flush=True)
+                report["nets"].append({"net": spec, "fast": f, "regions_per_s": r[-1]})
+            report["cnn_over_mlp"][label] = r[0] / r[1]
+            print(f"  {label}: CNN / MLP regions per second {r[0] / r[1]:.2f}", flush=True)
     else:
         if a.high_dim:
             specs = HIGH_DIM + [str(BENCH / "nets" / n) for n in ("bench_d64_10x2.npz", "bench_d784_12x2.npz",

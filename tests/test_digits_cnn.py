@@ -1,8 +1,10 @@
-"""The trained models of ``inputs/digits_cnn`` (a LeakyReLU MLP and a ResNet-style CNN with two
-residual blocks), read from their ``.pt`` and ``.onnx`` files and enumerated on the plane through
-three test digits.  The oracles are the frameworks' own forward passes: PyTorch forward hooks on
-the activation modules give every pattern, onnxruntime the outputs; 10^5 random points of the
-plane must all land in stored regions, and ``verify``'s areas must sum to the parallelogram.
+"""The trained models of ``inputs/digits_cnn`` (a LeakyReLU MLP, a ResNet-style CNN with two
+residual blocks and a LeNet with two MaxPool2d), read from their ``.pt``, ``.pt2`` and ``.onnx``
+files and enumerated on the plane through three test digits.  The oracles are the frameworks' own
+forward passes: PyTorch forward hooks on the activation and max-pool modules give every pattern
+(a pool's bits: torch's own selector, one-hot over its window, :mod:`_pool_oracle`), onnxruntime
+the outputs; 10^5 random points of the plane must all land in stored regions, and ``verify``'s
+areas must sum to the parallelogram.
 """
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 import mpi_enum  # noqa: E402
+from _pool_oracle import is_pool, pool_bits  # noqa: E402
 from mpi_enum.loaders import load_network  # noqa: E402
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "inputs", "digits_cnn")
 # the activation modules of each model, in execution order (the pattern's layer order)
-ACTS = {"leaky_mlp": ["2", "4"], "resnet": ["1", "2.relu_a", "2.relu_out", "3.relu_a", "3.relu_out"]}
+ACTS = {"leaky_mlp": ["2", "4"], "resnet": ["1", "2.relu_a", "2.relu_out", "3.relu_a", "3.relu_out"],
+        "lenet": ["1", "2", "4", "5"]}
 
 
 def _model(name):
@@ -32,7 +36,8 @@ def _model(name):
 
 
 def hook_patterns(model, names, X):
-    """Pre-activation signs (> 0) of the named activation modules' inputs, flattened in C order."""
+    """Pre-activation signs (> 0) of the named activation modules' inputs, flattened in C order;
+    for a max-pool module, its selector's one-hot bits."""
     got = {}
     mods = dict(model.named_modules())
     hooks = [mods[n].register_forward_hook(lambda m, inp, out, n=n: got.__setitem__(n, inp[0].detach()))
@@ -43,7 +48,8 @@ def hook_patterns(model, names, X):
     finally:
         for h in hooks:
             h.remove()
-    return np.concatenate([(got[n].reshape(len(X), -1) > 0).numpy() for n in names], axis=1)
+    return np.concatenate([pool_bits(mods[n], got[n]) if is_pool(mods[n]) else (got[n].reshape(len(X), -1) > 0).numpy()
+                           for n in names], axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -81,18 +87,27 @@ def test_both_files_read_as_the_frameworks_compute(name, loaded):
         assert net_pt.hidden_widths == [256] * 5 and net_pt.layer_widths == [256, 512, 256, 512, 256]
 
 
-def test_maxpool_lenet_is_refused_in_one_line():
-    from mpi_enum.errors import InputError
+def test_maxpool_lenet_reads_as_max_groups(loaded):
+    """Each MaxPool2d(2) is a layer of one max group of 4 per pooled entry (the ReLU outputs of its
+    window); the three files give the same network, on the plane's points too."""
+    net_pt, net_onnx = loaded["lenet"]
+    net_pt2 = load_network(os.path.join(HERE, "lenet.pt2"))
+    P = np.load(os.path.join(HERE, "plane_017.npy"))
+    st = np.random.default_rng(2).uniform(0, 1, size=(500, 2))
+    X = np.vstack([P, P[0] + st[:, :1] * (P[1] - P[0]) + st[:, 1:] * (P[2] - P[0])])
+    model = _model("lenet")
+    with torch.no_grad():
+        ref = model(torch.as_tensor(X).reshape(-1, 1, 8, 8)).numpy()
+    pats = hook_patterns(model, ACTS["lenet"], X)
+    for net in (net_pt, net_onnx, net_pt2):
+        assert net.layer_widths == net.hidden_widths == [384, 384, 128, 128]
+        sizes = [np.unique(g[g >= 0], return_counts=True)[1].tolist() for g in net.groups]
+        assert sizes == [[], [4] * 96, [], [4] * 32]
+        np.testing.assert_allclose(net.forward(X), ref, rtol=1e-9, atol=1e-9)
+        np.testing.assert_array_equal(net.patterns(X), pats)
 
-    for ext, op in ((".onnx", "'MaxPool'"), (".pt", "'MaxPool2d'"), (".pt2", "'max_pool2d.default'")):
-        path = os.path.join(HERE, "lenet" + ext)
-        with pytest.raises(InputError) as ei:
-            load_network(path)
-        msg = str(ei.value)
-        assert msg.startswith(path) and op in msg and "\n" not in msg, msg
 
-
-@pytest.mark.parametrize("name,frac", [("leaky_mlp", 1.0), ("resnet", 0.1)])
+@pytest.mark.parametrize("name,frac", [("leaky_mlp", 1.0), ("resnet", 0.1), ("lenet", 0.2)])
 def test_plane_through_three_digits(name, frac, loaded, tmp_path):
     from mpi_enum.post.verify import verify_result
 

@@ -252,18 +252,18 @@ def test_refused_layers_one_line_exit_2(tmp_path):
     _onnx_mlp(tmp_path / "clipneg.onnx", [helper.make_node("Clip", ["h", "lo"], ["a"])],
               inits_extra={"lo": np.array(-1, np.float32)})
     _onnx_mlp(tmp_path / "midsoftmax.onnx", [helper.make_node("Softmax", ["h"], ["a"])])
-    torch.save(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(18, 2)),
-               tmp_path / "maxpool.pt")
+    torch.save(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Sigmoid(), nn.Flatten(), nn.Linear(18, 2)),
+               tmp_path / "sigmoid.pt")  # (MaxPool is read since max units; a Sigmoid is not)
     torch.save(nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(), nn.Linear(4, 2)), tmp_path / "leaky.pt")
     torch.save(nn.Sequential(nn.Linear(3, 4), nn.PReLU(), nn.Linear(4, 2)), tmp_path / "prelu.pt")
     torch.save(nn.Sequential(nn.Linear(3, 4), nn.Softmax(dim=1), nn.Linear(4, 2)), tmp_path / "midsm.pt")
     want = {"relu6.onnx": ("relu6.onnx", "Clip", "max = 6", "not a ReLU"),
             "clipneg.onnx": ("Clip", "min = -1", "not a ReLU"),
             "midsoftmax.onnx": ("Softmax", "end of the graph"),
-            "maxpool.pt": ("maxpool.pt", "'MaxPool2d'", "not supported yet"),
+            "sigmoid.pt": ("sigmoid.pt", "'Sigmoid'", "not supported yet"),
             "midsm.pt": ("Softmax", "last operation")}
     for name, needles in want.items():
-        if name in ("relu6.onnx", "maxpool.pt"):  # the command line: exit 2, one line, no result
+        if name in ("relu6.onnx", "sigmoid.pt"):  # the command line: exit 2, one line, no result
             _one_line_exit2(run_cli(["run", tmp_path / name, "-o", tmp_path / "x.h5"]), *needles)
             continue
         with pytest.raises(InputError) as exc:

@@ -306,15 +306,16 @@ def _one_line(exc, *needles):
 def test_unsupported_operators_one_line(tmp_path):
     from onnx import helper
 
-    mp = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.LeakyReLU(), nn.Flatten(), nn.Linear(18, 2))
-    torch.save(mp, tmp_path / "maxpool.pt")
+    # (MaxPool is read since max units: tests/test_loaders_maxpool.py; a Sigmoid after it is not)
+    sg = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Sigmoid(), nn.Flatten(), nn.Linear(18, 2))
+    torch.save(sg, tmp_path / "sigmoid.pt")
     with pytest.raises(InputError) as exc:
-        load_network(str(tmp_path / "maxpool.pt"))
-    _one_line(exc, "maxpool.pt", "'MaxPool2d'", "not supported yet")
-    _export_onnx(mp, (1, 8, 8), tmp_path / "maxpool.onnx")
+        load_network(str(tmp_path / "sigmoid.pt"))
+    _one_line(exc, "sigmoid.pt", "'Sigmoid'", "not supported yet")
+    _export_onnx(sg, (1, 8, 8), tmp_path / "sigmoid.onnx")
     with pytest.raises(InputError) as exc:
-        load_network(str(tmp_path / "maxpool.onnx"))
-    _one_line(exc, "maxpool.onnx", "unsupported ONNX operator 'MaxPool'")
+        load_network(str(tmp_path / "sigmoid.onnx"))
+    _one_line(exc, "sigmoid.onnx", "unsupported ONNX operator 'Sigmoid'")
 
     class Prod(nn.Module):
         def __init__(self):

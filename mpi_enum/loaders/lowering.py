@@ -1,5 +1,6 @@
 """Activations and liveness, shared by the ONNX and PyTorch loaders: which tensors are still read
-after an activation, what slopes an activation has, and the call that closes a hidden layer.
+after an activation, what slopes an activation has, and the call that closes a hidden layer
+(max pools: :mod:`.pooling`).
 
 Owns the rules, not the tensors (the loaders keep those: :mod:`.onnx` as ``A @ s + c``,
 :mod:`.torch_trace` as values on a basis batch):
@@ -7,9 +8,9 @@ Owns the rules, not the tensors (the loaders keep those: :mod:`.onnx` as ``A @ s
 * :func:`close_layer`: an activation becomes a hidden layer of :class:`._builder.Builder` (gated
   neurons: the activated tensor's entries in C order; then one block of linear neurons per
   distinct live tensor, in the order given); returns every tensor's map on the new state;
-* ONNX: :func:`onnx_last_uses` (each tensor's last consuming node, up front) and
+* ONNX: :func:`onnx_last_uses` (each tensor's last consuming node, up front),
   :func:`onnx_slopes` (``Relu``, ``LeakyRelu``, ``PRelu``; ``Clip`` min 0 / no max is a ReLU,
-  :func:`check_clip`);
+  :func:`check_clip`) and :func:`onnx_constant` (a ``Constant`` node's value);
 * PyTorch: :func:`fx_live` (``node.users`` after the node, in graph order) and
   :func:`probe_slopes` (an activation's slope per entry, read off its value at -1).
 """
@@ -25,15 +26,26 @@ def close_layer(builder, A, c, slopes, live):
     ``(name, key, A_t, c_t)`` for every tensor read later (equal keys: one map, carried once).
 
     Returns ``((A', c') of the activated tensor, {name: (A', c')})`` on the new state."""
+    maps, names = distinct_maps(live)
+    offs = builder.activate(A, c, slopes, maps)
+    return builder.selection(0, np.shape(A)[0]), moved_maps(builder, offs, maps, names)
+
+
+def distinct_maps(live):
+    """``live`` (name, key, A_t, c_t) -> (the distinct maps, {name: index of its map})."""
     maps, slot, names = [], {}, {}
     for name, key, At, ct in live:
         if key not in slot:
             slot[key] = len(maps)
             maps.append((At, ct))
         names[name] = slot[key]
-    offs = builder.activate(A, c, slopes, maps)
+    return maps, names
+
+
+def moved_maps(builder, offs, maps, names):
+    """{name: (A', c')}: each carried tensor on the new state (its map at offset ``offs[1 + k]``)."""
     moved = [builder.selection(o, np.shape(At)[0]) for o, (At, _) in zip(offs[1:], maps)]
-    return builder.selection(0, np.shape(A)[0]), {n: moved[k] for n, k in names.items()}
+    return {n: moved[k] for n, k in names.items()}
 
 
 # ----------------------------------------------------------------------------------------- ONNX
@@ -45,6 +57,24 @@ def onnx_attr(node, name, default=None):
         if a.name == name:
             return helper.get_attribute_value(a)
     return default
+
+
+def onnx_constant(node, path):
+    """The value of a ``Constant`` node."""
+    from onnx import numpy_helper
+
+    for a in node.attribute:
+        if a.name == "value":
+            return numpy_helper.to_array(a.t)
+        if a.name == "value_float":
+            return np.array(a.f, np.float32)
+        if a.name == "value_floats":
+            return np.array(list(a.floats), np.float32)
+        if a.name == "value_int":
+            return np.array(a.i, np.int64)
+        if a.name == "value_ints":
+            return np.array(list(a.ints), np.int64)
+    raise InputError(f"{path}: Constant node {node.name!r} has no supported value attribute")
 
 
 def onnx_last_uses(g):

@@ -16,6 +16,9 @@ dimension must be known.  Operators on the data path:
   a second kink), ``LeakyRelu`` (``alpha``, default 0.01; the float32 attribute is read as the
   shortest decimal that rounds to it, so 0.01 is 0.01) and ``PRelu`` (a constant slope,
   broadcast to the data's shape: per channel for NCHW);
+* max pools, each ending a hidden layer of max groups (:mod:`.pooling`): ``MaxPool`` (any
+  kernel_shape, strides, pads, dilations, ceil_mode; auto_pad NOTSET, VALID, SAME_UPPER or
+  SAME_LOWER; its Indices output must not be read) and ``GlobalMaxPool``;
 * ``Softmax``, ``LogSoftmax``, ``ArgMax`` at the end of the graph: dropped, with a note in the
   network's ``meta["notes"]`` (they do not change the regions); anywhere else an InputError.
 
@@ -25,7 +28,7 @@ Concat, the activation's own input) are carried into the new layer as linear neu
 
 Nodes whose inputs are all constants (``Constant``, ``Shape`` of the data, ``Gather``,
 ``Concat`` of shape pieces, ...) are evaluated once with ``onnx.reference``.  Any other
-operator on the data path (``MaxPool`` among them) is an InputError naming it.
+operator on the data path (``MaxUnpool``, ``LpPool``, ``Sigmoid``, ...) is an InputError naming it.
 
 """
 from __future__ import annotations
@@ -37,17 +40,19 @@ from ._builder import Builder as _Builder
 from .lowering import check_clip as _check_clip
 from .lowering import close_layer, onnx_slopes
 from .lowering import onnx_attr as _attr
+from .lowering import onnx_constant as _constant_node
 from .lowering import onnx_last_uses as _last_uses
+from .pooling import close_max_layer, is_selection, onnx_windows
 
 
 _DROP_OPS = {"Softmax", "LogSoftmax", "ArgMax"}  # trailing only: they do not change the regions
 _SHAPE_OPS = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Cast"}
 _AFFINE_OPS = {"Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Conv", "BatchNormalization",
                "AveragePool", "GlobalAveragePool", "Pad", "Concat"}
-_ACT_OPS = {"Relu", "LeakyRelu", "PRelu"}
+_ACT_OPS = {"Relu", "LeakyRelu", "PRelu", "MaxPool", "GlobalMaxPool"}  # each ends a hidden layer
 _SUPPORTED = ("Gemm, MatMul, Add, Sub, Mul, Div, Neg, Conv, BatchNormalization, AveragePool, GlobalAveragePool, "
-              "Pad, Concat, Relu, LeakyRelu, PRelu, Clip(min=0), Flatten, Reshape, Transpose, Squeeze, Unsqueeze, "
-              "Identity, Dropout; a trailing Softmax, LogSoftmax or ArgMax")
+              "Pad, Concat, Relu, LeakyRelu, PRelu, Clip(min=0), MaxPool, GlobalMaxPool, Flatten, Reshape, Transpose, "
+              "Squeeze, Unsqueeze, Identity, Dropout; a trailing Softmax, LogSoftmax or ArgMax")
 
 
 class _Val:
@@ -202,37 +207,31 @@ def load_onnx(path):
 
 
 def _activate(builder, node, op, ins, vals, consts, last_use, idx, path, name):
-    """A Relu/LeakyRelu/PRelu node: a new hidden layer; the tensors read later are carried."""
+    """A Relu/LeakyRelu/PRelu node (or a max pool: a layer of max groups): a new hidden layer;
+    the tensors read later are carried."""
     v = vals[ins[0]]
-    if v.after_relu:  # every entry is a ReLU output (>= 0): any of these activations is the identity
+    if op in ("MaxPool", "GlobalMaxPool"):
+        win = onnx_windows(node, op, v.shape, len(node.output) > 1 and node.output[1] in last_use, path, name)
+        if is_selection(win):  # windows of one entry each: the pool picks entries (affine)
+            vals[node.output[0]] = _Val(v.A[win[1]], v.c[win[1]], win[0], v.stage, v.after_relu)
+            return
+    elif v.after_relu:  # every entry is a ReLU output (>= 0): any of these activations is the identity
         vals[node.output[0]] = v
         return
-    slopes = onnx_slopes(node, op, ins, v.shape, consts, path, name)
     # the data tensors read after this node; aliases (Identity, Reshape) share their arrays
     live = [(t, (id(w.A), id(w.c)), w.A, w.c) for t, w in vals.items()
             if w.stage == builder.stage and last_use.get(t, -1) > idx]
-    (A, c), moved = close_layer(builder, v.A, v.c, slopes, live)
+    if op in ("MaxPool", "GlobalMaxPool"):
+        (A, c), moved = close_max_layer(builder, v.A, v.c, win, live)
+        shape, fresh = win[0], v.after_relu  # a max of ReLU outputs is one (>= 0)
+    else:
+        slopes = onnx_slopes(node, op, ins, v.shape, consts, path, name)
+        (A, c), moved = close_layer(builder, v.A, v.c, slopes, live)
+        shape, fresh = v.shape, not np.any(slopes)
     stage = builder.stage
     for t, (At, ct) in moved.items():
         vals[t] = _Val(At, ct, vals[t].shape, stage, vals[t].after_relu)
-    vals[node.output[0]] = _Val(A, c, v.shape, stage, after_relu=not np.any(slopes))
-
-
-def _constant_node(node, path):
-    from onnx import numpy_helper
-
-    for a in node.attribute:
-        if a.name == "value":
-            return numpy_helper.to_array(a.t)
-        if a.name == "value_float":
-            return np.array(a.f, np.float32)
-        if a.name == "value_floats":
-            return np.array(list(a.floats), np.float32)
-        if a.name == "value_int":
-            return np.array(a.i, np.int64)
-        if a.name == "value_ints":
-            return np.array(list(a.ints), np.int64)
-    raise InputError(f"{path}: Constant node {node.name!r} has no supported value attribute")
+    vals[node.output[0]] = _Val(A, c, shape, stage, after_relu=fresh)
 
 
 def _eval_const(node, consts, vals, path, opset):

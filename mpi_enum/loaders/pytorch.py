@@ -2,9 +2,9 @@
 
 Owns the files: a pickled ``torch.nn.Module`` (``torch.save(model)``; its class must be
 importable), a TorchScript archive (``torch.jit.save``), read by :mod:`.torch_trace` (the
-layers, activations (ReLU, LeakyReLU, PReLU) and residual adds / concatenations it accepts are
-listed there); or a ``state_dict`` whose entries are 2-D ``*.weight`` / 1-D ``*.bias`` pairs,
-read as Linear-ReLU-...-Linear.  Loading a pickled model executes its
+layers, activations (ReLU, LeakyReLU, PReLU), max pools and residual adds / concatenations it
+accepts are listed there); or a ``state_dict`` whose entries are 2-D ``*.weight`` / 1-D
+``*.bias`` pairs, read as Linear-ReLU-...-Linear.  Loading a pickled model executes its
 pickle: only load files you trust (TorchScript archives and state_dicts are read without
 running arbitrary code).
 """

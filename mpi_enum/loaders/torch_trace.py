@@ -18,9 +18,10 @@ basis tensors of the current state in float64, so that row 0 holds the constant 
 maps, whatever the module.  An activation (``ReLU``, ``LeakyReLU``, ``PReLU`` modules;
 ``relu``, ``leaky_relu``, ``prelu`` functions) ends a hidden layer; in the fx graph every other
 tensor read later (``node.users`` after the node) is carried into it as linear neurons
-(:mod:`.lowering`).  A trailing ``Softmax``/``LogSoftmax`` (or ``argmax``) is dropped: it does
-not change the activation regions.  Anything else (MaxPool, ReLU6, a product of two data
-tensors) is an InputError naming it.
+(:mod:`.lowering`).  A max pool (``[Adaptive]MaxPool1d/2d/3d``, ``F.max_pool*``, ``aten.max_pool*``;
+indices unread) ends a hidden layer of max groups, one per pooled entry (:mod:`.pooling`).  A
+trailing ``Softmax``/``LogSoftmax`` (or ``argmax``) is dropped: it does not change the activation
+regions.  Anything else (ReLU6, MaxUnpool, a product of two data tensors) is an InputError naming it.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import numpy as np
 from ..errors import InputError
 from ._builder import Builder
 from .lowering import close_layer, fx_live, probe_slopes
+from .pooling import close_max_layer, is_selection, torch_call_windows, torch_kind, torch_module_windows
 
 AFFINE_MODULES = {"Linear", "Conv1d", "Conv2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
                   "BatchNorm1d", "BatchNorm2d", "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d",
@@ -39,9 +41,11 @@ AFFINE_MODULES = {"Linear", "Conv1d", "Conv2d", "AvgPool1d", "AvgPool2d", "Adapt
 PASS_MODULES = {"Dropout", "Dropout1d", "Dropout2d", "Identity"}  # a ReLU output stays one
 DROP_MODULES = {"Softmax", "LogSoftmax"}
 ACT_MODULES = {"ReLU", "LeakyReLU", "PReLU"}
-KNOWN = AFFINE_MODULES | DROP_MODULES | ACT_MODULES
+POOL_MODULES = {f"{a}MaxPool{n}d" for a in ("", "Adaptive") for n in (1, 2, 3)}
+KNOWN = AFFINE_MODULES | DROP_MODULES | ACT_MODULES | POOL_MODULES
 SUPPORTED = ("Linear, Conv1d, Conv2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, BatchNorm1d/2d, Flatten, Dropout, "
-             "Identity, ReLU, LeakyReLU, PReLU, residual adds, torch.cat and a trailing Softmax/LogSoftmax")
+             "Identity, ReLU, LeakyReLU, PReLU, MaxPool1d/2d/3d, AdaptiveMaxPool1d/2d/3d, residual adds, torch.cat "
+             "and a trailing Softmax/LogSoftmax")
 _AFFINE_METHODS = {"view", "reshape", "flatten", "contiguous", "double", "float"}
 _META_METHODS = {"size", "dim"}
 _DROP_METHODS = {"softmax", "log_softmax", "argmax"}
@@ -105,12 +109,13 @@ def not_supported(path, what, where=""):
 
 
 class _Stack:
-    """A data tensor as its values on the basis batch: ``t`` (m + 1, *shape), float64."""
+    """A data tensor as its values on the basis batch: ``t`` (m + 1, *shape), float64; ``pair``:
+    it stands for a max pool's (values, indices), read by ``getitem``."""
 
-    __slots__ = ("t", "stage", "fresh", "dropped")
+    __slots__ = ("t", "stage", "fresh", "dropped", "pair")
 
-    def __init__(self, t, stage, fresh=False, dropped=None):
-        self.t, self.stage, self.fresh, self.dropped = t, stage, fresh, dropped
+    def __init__(self, t, stage, fresh=False, dropped=None, pair=False):
+        self.t, self.stage, self.fresh, self.dropped, self.pair = t, stage, fresh, dropped, pair
 
 
 class _Fold:
@@ -163,12 +168,24 @@ class _Fold:
 
     def activate(self, st, slopes):
         """A new hidden layer: ``st`` gated with ``slopes``, every live tensor carried (linear)."""
+        A, c = self._close(lambda items: close_layer(self.builder, *self.affine(st), slopes, items))
+        return _Stack(self.from_map(A, c, st.t.shape[1:]), self.stage, fresh=not np.any(slopes))
+
+    def maxpool(self, st, win, pair=False):
+        """A max pool of ``st`` with the windows ``win``: a new hidden layer of max groups (every live
+        tensor carried), or, when every window has one entry, a selection (affine)."""
+        if is_selection(win):
+            t = st.t.reshape(st.t.shape[0], -1)[:, win[1]].reshape((-1,) + tuple(win[0]))
+            return _Stack(t, st.stage, st.fresh, pair=pair)
+        A, c = self._close(lambda items: close_max_layer(self.builder, *self.affine(st), win, items))
+        return _Stack(self.from_map(A, c, win[0]), self.stage, fresh=st.fresh, pair=pair)  # max of ReLUs >= 0
+
+    def _close(self, close):
         live = self.live()
-        items = [(k, _key(v)) + self.affine(v) for k, v in live]
-        (A, c), moved = close_layer(self.builder, *self.affine(st), slopes, items)
+        out, moved = close([(k, _key(v)) + self.affine(v) for k, v in live])
         for k, v in live:
             self.moved(k, _Stack(self.from_map(*moved[k], v.t.shape[1:]), self.stage, v.fresh))
-        return _Stack(self.from_map(A, c, st.t.shape[1:]), self.stage, fresh=not np.any(slopes))
+        return out
 
     def drop(self, st, what):
         return _Stack(st.t, st.stage, st.fresh, dropped=what)
@@ -176,9 +193,9 @@ class _Fold:
     def finish(self, st):
         A, c = self.affine(st)
         if not self.builder.layers:
-            raise InputError(f"{self.path}: the model has no activation (ReLU, LeakyReLU, PReLU): it is affine, with "
-                             "no activation regions to enumerate (expected a torch.nn.Sequential, or a module whose "
-                             "forward combines affine layers and activations)")
+            raise InputError(f"{self.path}: the model has no activation (ReLU, LeakyReLU, PReLU, MaxPool): it is "
+                             "affine, with no activation regions to enumerate (expected a torch.nn.Sequential, or a "
+                             "module whose forward combines affine layers and activations)")
         meta = {"format": "torch"}
         if st.fresh:
             meta["output_relu"] = True
@@ -203,6 +220,9 @@ def _module_step(fold, m, st, where):
         return fold.activate(st, probe_slopes(m, st.t.shape[1:], fold.path, where))
     if t in DROP_MODULES:
         return fold.drop(fold.check([st], where), t)
+    if t in POOL_MODULES:
+        st = fold.check([st], where)
+        return fold.maxpool(st, torch_module_windows(m, t, st.t.shape[1:], fold.path, where))
     if t not in AFFINE_MODULES:
         raise not_supported(fold.path, f"module {t!r}", where)
     st = fold.check([st], where)
@@ -253,6 +273,13 @@ def _fx_node(fold, gm, node, args, kwargs, stacks):
         return getattr(unwrap[0], tgt)(*unwrap[1:], **kw) if node.op == "call_method" else unwrap[0].shape
     if tgt in (torch.cat, torch.concat) or tgt in _aten("cat.default"):
         return _cat(fold, args, kwargs, stacks, what)
+    if tgt is operator.getitem and stacks[0].pair and len(args) == 2:  # a max pool's (values, indices)
+        if args[1] != 0 and node.users:
+            raise InputError(f"{fold.path}: {what}: the indices of a max pool are read: only its values are supported")
+        return _Stack(args[0].t, args[0].stage, args[0].fresh) if args[1] == 0 else None
+    if node.op == "call_function" and torch_kind(tgt):  # a max pool
+        st, where = fold.check(stacks, what), f"{what} ({label})"
+        return fold.maxpool(st, *torch_call_windows(tgt, unwrap[1:], kw, st.t.shape[1:], fold.path, where))
     summed = tgt in _sum_functions() or (node.op == "call_method" and tgt in ("add", "sub"))
     st = fold.check(stacks, what, many=summed and len(stacks) == 2)
     if (node.op == "call_method" and tgt in ("relu", "relu_")) or tgt in _act_functions():
