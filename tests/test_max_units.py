@@ -106,24 +106,33 @@ def test_patterns_and_selectors_equal_the_brute_force(spec, seed):
     assert {tuple(int(v) for v in r) for r in np.unique(_forward_bits(Ws, bs, groups, X), axis=0)} <= got
 
 
-def test_two_input_max_has_the_regions_of_its_relu_form():
+@pytest.mark.parametrize("d, k, before", [(2, 3, 0), (2, 8, 10), (3, 6, 8)])
+def test_two_input_max_has_the_regions_of_its_relu_form(d, k, before):
     """max(a, b) = b + relu(a - b): a network with 2-input max units and its ReLU rewriting
     (a layer of relu(a - b) and linear copies of b) have the same regions: same count, and every
-    region of one holds exactly one region of the other."""
-    rng = np.random.default_rng(3)
-    d, k = 2, 3  # three max units of two inputs each
-    A, a0 = rng.normal(size=(2 * k, d)), rng.normal(size=2 * k) * 0.4
+    region of one holds exactly one region of the other.  ``before``: a ReLU layer of that width
+    in front (the max units then pool ReLU outputs, as a CNN's MaxPool after a ReLU: many
+    candidates are constant 0 on a region, which the kernel's group screen decides)."""
+    rng = np.random.default_rng(3 + k)
+    pre_W, pre_b, n_in = [], [], d
+    if before:
+        pre_W, pre_b, n_in = [rng.normal(size=(before, d))], [rng.normal(size=before) * 0.4], before
+    A, a0 = rng.normal(size=(2 * k, n_in)), rng.normal(size=2 * k) * 0.4
     V, v0 = rng.normal(size=(4, k)), rng.normal(size=4) * 0.4  # a ReLU layer on the maxima
-    groups = [np.repeat(np.arange(k), 2), -np.ones(4, int)]
+    none = [-np.ones(before, int)] if before else []
+    groups = none + [np.repeat(np.arange(k), 2), -np.ones(4, int)]
+    Wo = rng.normal(size=(1, 4))
     # the next layer reads each member's column: the same weights for both members of a unit
-    maxnet = validate(Network([A, np.repeat(V, 2, axis=1), rng.normal(size=(1, 4))], [a0, v0, np.zeros(1)],
+    maxnet = validate(Network(pre_W + [A, np.repeat(V, 2, axis=1), Wo], pre_b + [a0, v0, np.zeros(1)],
                               groups=groups), "max.npz")
     D = np.zeros((2 * k, 2 * k))  # rows: relu(a_u - b_u) for u, then b_u (linear)
     for u in range(k):
         D[u, 2 * u], D[u, 2 * u + 1], D[k + u, 2 * u + 1] = 1.0, -1.0, 1.0
     S = np.hstack([np.eye(k), np.eye(k)])  # max_u = relu(.) + b_u
-    relunet = validate(Network([D @ A, V @ S, maxnet.weights[-1]], [D @ a0, v0, np.zeros(1)],
-                               linear=[np.r_[np.zeros(k, bool), np.ones(k, bool)], np.zeros(4, bool)]), "relu.npz")
+    lin = [np.zeros(before, bool)] if before else []
+    relunet = validate(Network(pre_W + [D @ A, V @ S, Wo], pre_b + [D @ a0, v0, np.zeros(1)],
+                               linear=lin + [np.r_[np.zeros(k, bool), np.ones(k, bool)], np.zeros(4, bool)]),
+                       "relu.npz")
     X = rng.uniform(-1, 1, size=(200, d))
     np.testing.assert_allclose(maxnet.forward(X), relunet.forward(X), rtol=1e-12, atol=1e-12)
     rm, rr = mpi_enum.enumerate(maxnet), mpi_enum.enumerate(relunet)

@@ -43,6 +43,9 @@ struct kc_ctx {
     double *slope;         /* N: output factor of each neuron on its inactive side (0: ReLU) */
     unsigned char *linear; /* N: 1 = linear neuron (no hyperplane, bit fixed at 1) */
     int *gfirst, *gend;    /* N: the max group [gfirst, gend) of each member (-1: not in a group) */
+    signed char *gpre;     /* N: 0 = the member is never its group's maximum in this layer-start
+                            * cell, 1 = always (no rows needed; group_screen), -1 = undecided
+                            * (kc_run's g-way split decides) */
     int has_groups;
     int mG;
     double *G, *h;
@@ -554,7 +557,8 @@ static void finish_layer(kc_ctx *C, int l, double Mmax) {
         }
         if (C->gfirst[C->offsets[l] + j] >= 0) { /* a max-group member: decided by its group */
             C->nrm[l][j] = 0.0;
-            C->pre[l][j] = 0; /* screens skip it; kc_run decides the group first */
+            C->pre[l][j] = 0; /* screen() skips it; group_screen() and kc_run decide the group */
+            C->gpre[C->offsets[l] + j] = -1;
             continue;
         }
         double nr = sqrt(dot(H + (size_t)j * k, H + (size_t)j * k, k));
@@ -683,10 +687,14 @@ static void vscreen(kc_ctx *C, int l, int start) {
     }
 }
 
-/* screen with the vertex set where it is known, else with balls, bounds and LPs */
+static void group_screen(kc_ctx *C, int l, int start, const double *yc, double r, int nrows);
+
+/* screen with the vertex set where it is known, else with balls, bounds and LPs; then the max
+ * groups (whose members screen() and vscreen() skip) */
 static void screen_layer(kc_ctx *C, int l, int start, const double *yc, double r, int nrows) {
     if (C->vr && vr_valid(C->vr)) vscreen(C, l, start);
     else screen(C, l, start, yc, r, nrows);
+    if (C->has_groups && !C->error) group_screen(C, l, start, yc, r, nrows);
 }
 
 /* the vertex set of the cell of the path rows (kc_start): the box, cut by each row in turn;
@@ -735,7 +743,7 @@ void kc_free(kc_ctx *C) {
     KC_FREE_LAYERS(W); KC_FREE_LAYERS(b); KC_FREE_LAYERS(H); KC_FREE_LAYERS(h0);
     KC_FREE_LAYERS(Hn); KC_FREE_LAYERS(h0n); KC_FREE_LAYERS(nrm); KC_FREE_LAYERS(pre);
     free(C->widths); free(C->offsets); free(C->layer_of); free(C->bnd); free(C->wscale);
-    free(C->slope); free(C->linear); free(C->gfirst); free(C->gend);
+    free(C->slope); free(C->linear); free(C->gfirst); free(C->gend); free(C->gpre);
     free(C->G); free(C->h); free(C->ylo); free(C->yhi); free(C->mscale); free(C->rank);
     free(C->bits); free(C->rows); free(C->rhs); free(C->rowid);
     free(C->st); free(C->st_y); free(C->st_row);
@@ -837,6 +845,7 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
     C->linear = (unsigned char *)zalloc(C, (size_t)N + 1, 1);
     C->gfirst = (int *)zalloc(C, (size_t)N + 1, sizeof(int));
     C->gend = (int *)zalloc(C, (size_t)N + 1, sizeof(int));
+    C->gpre = (signed char *)zalloc(C, (size_t)N + 1, 1);
     C->mG = cfg->mG;
     C->G = (double *)zalloc(C, (size_t)cfg->mG * K, sizeof(double));
     C->h = (double *)zalloc(C, cfg->mG, sizeof(double));
@@ -1024,6 +1033,43 @@ static int group_rows(kc_ctx *C, int i, int nrows, int *dead) {
     return nrows;
 }
 
+/* the max groups of layer l that begin at or after index `start`: a member whose "I am the
+ * maximum" part of the cell (the cell of the path rows, at the start of the layer) holds no ball
+ * of radius > tol is excluded for the whole subtree (gpre 0), so that no node below tries it
+ * again; every later cell is a part of this one.  Where one member is left and every other one's
+ * part is empty beyond `drop` (or by a constant comparison), the cell lies where that member is
+ * the maximum: it is selected with no rows (gpre 1), as screen() fixes a ReLU's bit.  Groups that
+ * `start` cuts stay undecided. */
+static void group_screen(kc_ctx *C, int l, int start, const double *yc, double r, int nrows) {
+    int k = C->k, o = C->offsets[l], n = C->widths[l];
+    double tol = C->tol;
+    for (int j = start; j < n; j++) {
+        int f = o + j;
+        if (C->gfirst[f] != f) continue; /* not the first member of a group that begins here */
+        int left = -1, n_left = 0, thin = 0;
+        for (int i = f; i < C->gend[f]; i++) {
+            int dead = 0, nr2 = group_rows(C, i, nrows, &dead);
+            if (!dead) {
+                double worst = -INFINITY;
+                for (int q = nrows; q < nr2; q++) {
+                    double sd = dot(C->rows + (size_t)q * k, yc, k) - C->rhs[q];
+                    if (sd > worst) worst = sd;
+                }
+                double t = INFINITY, rr;
+                if (worst > -r) { /* the ball is not where i is the maximum: an LP decides */
+                    t = cheb(C, nr2 - 1, C->rows + (size_t)(nr2 - 1) * k, C->rhs[nr2 - 1], yc, C->ya, &rr);
+                    if (C->error) return;
+                }
+                if (t > tol) { left = i; n_left++; continue; }
+                if (t >= -C->drop) thin = 1;
+            }
+            C->gpre[i] = 0;
+            C->screened++;
+        }
+        if (n_left == 1 && !thin) C->gpre[left] = 1;
+    }
+}
+
 /* the Chebyshev LP of side `side` of neuron (a, a0) in the cell (1: the active side a y + a0 >= 0,
  * row -a y <= a0; 0: the inactive side, row a y <= -a0); see cheb() */
 static double side_lp(kc_ctx *C, int nrows, const double *a, double a0, int side, const double *ystart,
@@ -1132,7 +1178,21 @@ int kc_run(kc_ctx *C, long long max_nodes) {
                 for (int t = C->gfirst[i]; t < i; t++)
                     if (C->bits[t]) { taken = 1; break; }
                 if (taken) { C->bits[i] = 0; depth++; continue; } /* an earlier member was selected */
-                int nr2 = group_rows(C, i, nrows, &dead), can_skip = i < C->gend[i] - 1, have_s = 0;
+                int can_skip = 0; /* a later member that can still be the maximum */
+                for (int t = i + 1; t < C->gend[i]; t++)
+                    if (C->gpre[t] != 0) { can_skip = 1; break; }
+                if (C->gpre[i] == 1) { /* the maximum everywhere in this cell (group_screen) */
+                    C->bits[i] = 1;
+                    depth++;
+                    continue;
+                }
+                if (C->gpre[i] == 0) { /* never the maximum in this cell (group_screen) */
+                    if (!can_skip) break;
+                    C->bits[i] = 0;
+                    depth++;
+                    continue;
+                }
+                int nr2 = group_rows(C, i, nrows, &dead), have_s = 0;
                 double rs = 0.0;
                 if (!dead) {
                     double worst = -INFINITY; /* the ball inside every new row: no LP */
