@@ -239,6 +239,21 @@ def test_random_vs_reference(seed):
 
 
 @pytest.mark.parametrize("seed", range(4))
+def test_sparse_layers_vs_reference(seed):
+    """Layers at most half full (a convolution's or a pooling's matrix): the kernel's transition
+    reads them by their nonzeros (CSR); patterns, ranks, layer counts and balls as the reference."""
+    rng = np.random.default_rng(150 + seed)
+    d = 2 + seed % 2
+    net = rand_net(rng, d, [8, 9, 7])
+    for l in (1, 2):
+        W = net.weights[l]
+        W[rng.random(W.shape) < 0.7] = 0.0
+        W[0] = 0.0  # a row with no entry at all
+    check_same(Problem(net, cube(d), 1e-9))
+    check_same(Problem(net, cube(d), 1e-9), budget=7)
+
+
+@pytest.mark.parametrize("seed", range(4))
 def test_budgeted_frontier(seed):
     rng = np.random.default_rng(200 + seed)
     d = 2 + seed % 3

@@ -40,6 +40,8 @@ struct kc_ctx {
     int k, L, N;
     int *widths, *offsets, *layer_of, *bnd;
     double **W, **b, *wscale;
+    int **nzptr, **nzcol;  /* per layer >= 1: W's nonzeros by row (CSR) where W is at most half
+                            * full (a pooling's selection, a convolution), else NULL */
     double *slope;         /* N: output factor of each neuron on its inactive side (0: ReLU) */
     unsigned char *linear; /* N: 1 = linear neuron (no hyperplane, bit fixed at 1) */
     int *gfirst, *gend;    /* N: the max group [gfirst, gend) of each member (-1: not in a group) */
@@ -616,7 +618,10 @@ static void transition(kc_ctx *C, int l) {
         for (int e = 0; e < k; e++) hr[e] = 0.0;
         double s = 0.0;
         const double *wr = Wl + (size_t)j * np;
-        for (int i = 0; i < np; i++) {
+        const int *nz = C->nzptr[l] ? C->nzcol[l] + C->nzptr[l][j] : NULL;
+        int cnt = nz ? C->nzptr[l][j + 1] - C->nzptr[l][j] : np;
+        for (int q = 0; q < cnt; q++) { /* W's row j: every entry, or its nonzeros in order */
+            int i = nz ? nz[q] : q;
             double g = gate(C, op + i);
             if (g == 0.0) continue;
             double wv = wr[i] * g;
@@ -742,6 +747,7 @@ void kc_free(kc_ctx *C) {
     if (!C) return;
     KC_FREE_LAYERS(W); KC_FREE_LAYERS(b); KC_FREE_LAYERS(H); KC_FREE_LAYERS(h0);
     KC_FREE_LAYERS(Hn); KC_FREE_LAYERS(h0n); KC_FREE_LAYERS(nrm); KC_FREE_LAYERS(pre);
+    KC_FREE_LAYERS(nzptr); KC_FREE_LAYERS(nzcol);
     free(C->widths); free(C->offsets); free(C->layer_of); free(C->bnd); free(C->wscale);
     free(C->slope); free(C->linear); free(C->gfirst); free(C->gend); free(C->gpre);
     free(C->G); free(C->h); free(C->ylo); free(C->yhi); free(C->mscale); free(C->rank);
@@ -821,6 +827,8 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
     C->layer_of = (int *)zalloc(C, (size_t)N + 1, sizeof(int));
     C->bnd = (int *)zalloc(C, (size_t)N + 1, sizeof(int));
     C->W = (double **)zalloc(C, L, sizeof(double *));
+    C->nzptr = (int **)zalloc(C, L, sizeof(int *));
+    C->nzcol = (int **)zalloc(C, L, sizeof(int *));
     C->b = (double **)zalloc(C, L, sizeof(double *));
     C->H = (double **)zalloc(C, L, sizeof(double *));
     C->h0 = (double **)zalloc(C, L, sizeof(double *));
@@ -903,6 +911,21 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
         size_t in = l ? (size_t)widths[l - 1] : K, w = (size_t)widths[l];
         memcpy(C->W[l], cfg->W + wo, sizeof(double) * w * in);
         wo += w * in;
+        size_t nnz = 0;
+        for (size_t q = 0; l > 0 && q < w * in; q++) nnz += C->W[l][q] != 0.0;
+        if (l > 0 && 2 * nnz <= w * in) { /* sparse: the transition reads only the nonzeros */
+            C->nzptr[l] = (int *)zalloc(C, w + 1, sizeof(int));
+            C->nzcol[l] = (int *)zalloc(C, nnz + 1, sizeof(int));
+            if (C->nzptr[l] && C->nzcol[l]) {
+                int q = 0;
+                for (size_t j = 0; j < w; j++) {
+                    C->nzptr[l][j] = q;
+                    for (size_t i = 0; i < in; i++)
+                        if (C->W[l][j * in + i] != 0.0) C->nzcol[l][q++] = (int)i;
+                }
+                C->nzptr[l][w] = q;
+            }
+        }
         memcpy(C->b[l], cfg->b + bo, sizeof(double) * w);
         bo += w;
     }
