@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 import mpi_enum  # noqa: E402
-from _pool_oracle import is_pool, pool_bits  # noqa: E402
+from _pool_oracle import hook_patterns as _hook_outputs_and_patterns  # noqa: E402
 from mpi_enum.loaders import load_network  # noqa: E402
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "inputs", "digits_cnn")
@@ -37,19 +37,8 @@ def _model(name):
 
 def hook_patterns(model, names, X):
     """Pre-activation signs (> 0) of the named activation modules' inputs, flattened in C order;
-    for a max-pool module, its selector's one-hot bits."""
-    got = {}
-    mods = dict(model.named_modules())
-    hooks = [mods[n].register_forward_hook(lambda m, inp, out, n=n: got.__setitem__(n, inp[0].detach()))
-             for n in names]
-    try:
-        with torch.no_grad():
-            model(torch.as_tensor(X, dtype=torch.float64).reshape(-1, 1, 8, 8))
-    finally:
-        for h in hooks:
-            h.remove()
-    return np.concatenate([pool_bits(mods[n], got[n]) if is_pool(mods[n]) else (got[n].reshape(len(X), -1) > 0).numpy()
-                           for n in names], axis=1)
+    for a max-pool module, its selector's one-hot bits (:func:`_pool_oracle.hook_patterns`)."""
+    return _hook_outputs_and_patterns(model, names, X, (1, 8, 8))[1]
 
 
 @pytest.fixture(scope="module")
