@@ -73,22 +73,28 @@ class Network:
         w = self.layer_widths[l]
         return np.full(w, -1, np.int64) if self.groups is None else np.asarray(self.groups[l], np.int64)
 
+    def group_members(self, l) -> list:
+        """The neuron indices (int arrays) of each max group of hidden layer l, in the order of the
+        groups' positions (each group is one contiguous run: :func:`validate`)."""
+        g = self.group_of(l)
+        if not np.any(g >= 0):
+            return []
+        starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        ends = np.r_[starts[1:], len(g)]
+        return [np.arange(a, e) for a, e in zip(starts, ends) if g[a] >= 0]
+
     def _onehot(self, l, z):
         """(n, w) bool: the first maximum of each max group of layer l (False outside groups)."""
-        g = self.group_of(l)
         out = np.zeros(z.shape, bool)
-        for gid in np.unique(g[g >= 0]):
-            idx = np.flatnonzero(g == gid)
+        for idx in self.group_members(l):
             out[np.arange(len(z)), idx[np.argmax(z[:, idx], axis=1)]] = True
         return out
 
     def _margins(self, l, z):
         """For max-group members: z_j minus the largest other member (> 0 iff j is the strict
         maximum); other neurons: z itself."""
-        g = self.group_of(l)
         m = z.copy()
-        for gid in np.unique(g[g >= 0]):
-            idx = np.flatnonzero(g == gid)
+        for idx in self.group_members(l):
             zz = z[:, idx]
             if len(idx) == 1:  # a group of one is always its own maximum
                 m[:, idx] = np.inf
@@ -100,15 +106,16 @@ class Network:
 
     def group_spans(self) -> np.ndarray:
         """The max groups as (start, size) rows (int64 (G, 2)) in pattern-bit positions,
-        layer-major: group q's one-hot bits are ``pattern[start:start + size]``."""
+        layer-major: group q's one-hot bits are ``pattern[start:start + size]`` (members are never
+        linear, so a group's bits are contiguous too)."""
         if self.groups is None:
             return np.zeros((0, 2), np.int64)
-        g = np.concatenate([np.where(self.group_of(l) >= 0, self.group_of(l) + (1 << 40) * l, -1)
-                            for l in range(len(self.layer_widths))])[self.gated_index()]
-        starts = np.flatnonzero((g >= 0) & np.r_[True, g[1:] != g[:-1]])
-        ends = np.r_[starts[1:], len(g)]
-        sizes = np.array([int(np.count_nonzero(g[s:e] == g[s])) for s, e in zip(starts, ends)], np.int64)
-        return np.stack([starts, sizes], axis=1).astype(np.int64) if len(starts) else np.zeros((0, 2), np.int64)
+        bit = np.full(sum(self.layer_widths), -1, np.int64)  # each neuron's pattern bit
+        bit[self.gated_index()] = np.arange(self.n_hidden)
+        offs = np.cumsum([0] + self.layer_widths)
+        spans = [(bit[offs[l] + idx[0]], len(idx)) for l in range(len(self.layer_widths))
+                 for idx in self.group_members(l)]
+        return np.array(spans, np.int64).reshape(-1, 2)
 
     def selectors(self, bits) -> np.ndarray:
         """Patterns (n, N) -> int16 (n, G): each max group's selected member (its one-hot bit's

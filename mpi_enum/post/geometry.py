@@ -46,11 +46,6 @@ class Chart:
         return np.linalg.norm(D - (D @ self.Q) @ self.Q.T, axis=1)
 
 
-def _group_members(g):
-    """The member indices of each max group of a layer's ids ``g`` (-1: none)."""
-    return [np.flatnonzero(g == gid) for gid in np.unique(g[g >= 0])]
-
-
 def forward_abs(net, X):
     """Pre-activations (n, N) of the gated neurons and a bound on their rounding scale
     (|W| |h| + |b|): the forward pass ``verify`` checks patterns and margins with.  A max group's
@@ -66,7 +61,7 @@ def forward_abs(net, X):
         ha = np.abs(h)
         if net.groups is not None:  # a max group's members: their margins over the others' maximum
             za = za.copy()
-            for idx in _group_members(net.group_of(l)):
+            for idx in net.group_members(l):
                 za[:, idx] += za[:, idx].max(axis=1, keepdims=True)
             z = net._margins(l, z)
         zs.append(z)

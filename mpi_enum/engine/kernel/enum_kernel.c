@@ -1056,6 +1056,30 @@ static int group_rows(kc_ctx *C, int i, int nrows, int *dead) {
     return nrows;
 }
 
+/* the part of the cell (its first nrows path rows) where member i is its group's maximum: i's
+ * rows are appended (group_rows) and the new row count returned; *t is the part's Chebyshev
+ * radius from the ball (yc, r): INFINITY when the ball lies in every new row (no LP; *yout = yc,
+ * *rout = r), -INFINITY when a constant comparison makes i lose, else the LP's value (centre
+ * *yout, radius *rout) */
+static int group_part(kc_ctx *C, int i, int nrows, const double *yc, double r, double *yout, double *rout,
+                      double *t) {
+    int k = C->k, dead = 0, nr2 = group_rows(C, i, nrows, &dead);
+    if (dead) { *t = -INFINITY; return nr2; }
+    double worst = -INFINITY;
+    for (int q = nrows; q < nr2; q++) {
+        double sd = dot(C->rows + (size_t)q * k, yc, k) - C->rhs[q];
+        if (sd > worst) worst = sd;
+    }
+    if (worst <= -r) {
+        *t = INFINITY;
+        memcpy(yout, yc, sizeof(double) * k);
+        *rout = r;
+        return nr2;
+    }
+    *t = cheb(C, nr2 - 1, C->rows + (size_t)(nr2 - 1) * k, C->rhs[nr2 - 1], yc, yout, rout);
+    return nr2;
+}
+
 /* the max groups of layer l that begin at or after index `start`: a member whose "I am the
  * maximum" part of the cell (the cell of the path rows, at the start of the layer) holds no ball
  * of radius > tol is excluded for the whole subtree (gpre 0), so that no node below tries it
@@ -1064,28 +1088,18 @@ static int group_rows(kc_ctx *C, int i, int nrows, int *dead) {
  * the maximum: it is selected with no rows (gpre 1), as screen() fixes a ReLU's bit.  Groups that
  * `start` cuts stay undecided. */
 static void group_screen(kc_ctx *C, int l, int start, const double *yc, double r, int nrows) {
-    int k = C->k, o = C->offsets[l], n = C->widths[l];
+    int o = C->offsets[l], n = C->widths[l];
     double tol = C->tol;
     for (int j = start; j < n; j++) {
         int f = o + j;
         if (C->gfirst[f] != f) continue; /* not the first member of a group that begins here */
         int left = -1, n_left = 0, thin = 0;
         for (int i = f; i < C->gend[f]; i++) {
-            int dead = 0, nr2 = group_rows(C, i, nrows, &dead);
-            if (!dead) {
-                double worst = -INFINITY;
-                for (int q = nrows; q < nr2; q++) {
-                    double sd = dot(C->rows + (size_t)q * k, yc, k) - C->rhs[q];
-                    if (sd > worst) worst = sd;
-                }
-                double t = INFINITY, rr;
-                if (worst > -r) { /* the ball is not where i is the maximum: an LP decides */
-                    t = cheb(C, nr2 - 1, C->rows + (size_t)(nr2 - 1) * k, C->rhs[nr2 - 1], yc, C->ya, &rr);
-                    if (C->error) return;
-                }
-                if (t > tol) { left = i; n_left++; continue; }
-                if (t >= -C->drop) thin = 1;
-            }
+            double t, rr;
+            group_part(C, i, nrows, yc, r, C->ya, &rr, &t);
+            if (C->error) return;
+            if (t > tol) { left = i; n_left++; continue; }
+            if (t >= -C->drop) thin = 1;
             C->gpre[i] = 0;
             C->screened++;
         }
@@ -1197,7 +1211,7 @@ int kc_run(kc_ctx *C, long long max_nodes) {
                 if (C->error) return -C->error;
             }
             if (C->gfirst[i] >= 0) { /* a max-group member: is it the group's maximum? */
-                int taken = 0, dead = 0;
+                int taken = 0;
                 for (int t = C->gfirst[i]; t < i; t++)
                     if (C->bits[t]) { taken = 1; break; }
                 if (taken) { C->bits[i] = 0; depth++; continue; } /* an earlier member was selected */
@@ -1215,21 +1229,10 @@ int kc_run(kc_ctx *C, long long max_nodes) {
                     depth++;
                     continue;
                 }
-                int nr2 = group_rows(C, i, nrows, &dead), have_s = 0;
-                double rs = 0.0;
-                if (!dead) {
-                    double worst = -INFINITY; /* the ball inside every new row: no LP */
-                    for (int q = nrows; q < nr2; q++) {
-                        double sd = dot(C->rows + (size_t)q * k, yc, k) - C->rhs[q];
-                        if (sd > worst) worst = sd;
-                    }
-                    if (worst <= -r) { have_s = 1; memcpy(ya, yc, sizeof(double) * k); rs = r; }
-                    else {
-                        double rr, t = cheb(C, nr2 - 1, C->rows + (size_t)(nr2 - 1) * k, C->rhs[nr2 - 1], yc, ya, &rr);
-                        if (C->error) return -C->error;
-                        if (t > tol) { have_s = 1; rs = rr; }
-                    }
-                }
+                double rs = 0.0, ts;
+                int nr2 = group_part(C, i, nrows, yc, r, ya, &rs, &ts);
+                if (C->error) return -C->error;
+                int have_s = ts > tol;
                 if (have_s && can_skip) /* the cell where a later member is the maximum: same ball */
                     push(C, i + 1, nrows, 0, 0, 0, yc, r, NULL, 0.0, 0, -1);
                 if (have_s) {
