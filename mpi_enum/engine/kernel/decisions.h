@@ -44,6 +44,12 @@
     X(BOXLP_FTOL, 1e-9, "box LP: a basic variable is primal infeasible beyond this (relative)")   \
     X(BOXLP_DTOL, 1e-11, "box LP: reduced-cost tolerance of the ratio test (Harris)")            \
     X(BOXLP_PIVTOL, 1e-9, "box LP: smallest pivot element accepted")                             \
+    /* --- the subspace LP (box domains whose first layer is at most half as wide as the input) --- */ \
+    X(SUB_CAP_REL, 1e-3,                                                                           \
+      "subspace LP: it stops at an inscribed radius of this * the box's smallest half-width (a "   \
+      "witness needs only > tol + band; a smaller target is reached in fewer steps: measured)")    \
+    X(SUB_CAP_MIN, 100.0, "subspace LP: ... but at least this * (tol + band)")                     \
+    X(SUB_DEP, 1e-8, "subspace LP: a first-layer row with residual <= this * its norm is dependent") \
     /* --- the vertex sets of low-dimensional cells (vrep.c, box domains with k <= VREP_MAX_K) --- */ \
     X(VREP_EPS, 1e-7,                                                                              \
       "vertex sets: a hyperplane within this of a vertex (signed distance, y units) makes the "   \
@@ -69,6 +75,9 @@
     X(BOXLP_MIN_K, 9,                                                                              \
       "on a box domain the box LP, not the dense LP, decides for k > this (measured: from k = 10 "  \
       "on it is faster, 9x at k = 32; at k <= 8 the dense LP is)")                                 \
+    X(SUB_BOX_MAX, 64, "subspace LP: most box faces taken in as rows")                              \
+    X(SUB_BOX_STEP, 8, "subspace LP: box faces added per round (those nearest its point)")         \
+    X(SUB_ROUNDS, 6, "subspace LP: at most this many rounds of adding box faces")                  \
     X(VREP_MAX_K, 6,                                                                               \
       "box domains with k <= this keep every cell's vertex set: a hyperplane's sides are decided " \
       "from the vertices, without LPs (measured: 7x fewer instructions at k = 4, 2x at k = 6, "    \

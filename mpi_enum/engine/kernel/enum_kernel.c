@@ -58,6 +58,16 @@ struct kc_ctx {
     BoxLP *blp; /* box domains with k > dense_max_k: the box LP first */
     double *blp_A, *blp_c, *v2, *v3;
     long long *blp_id;
+    /* the subspace LP (sub_try: box domains whose first layer spans at most half the inputs) */
+    int nq;                 /* rows of sq (0: no subspace LP) */
+    double *sq, *sqt;       /* nq x k: orthonormal basis of the first layer's row space; k x nq */
+    double *rq;             /* (N + 1) x nq: the path rows in that basis (valid where rq_ok) */
+    unsigned char *rq_ok;
+    double *sub_A, *sub_m, *sub_z, *sub_g, *sy0;
+    int *sub_box;           /* the box faces taken in as rows (2 e + 1: upper face of y_e) */
+    int nW;                 /* the dense LP's final working set size (Wset, lam) */
+    double sub_cap;         /* the radius the subspace LP stops at */
+    long long sub_tries, sub_dec, sub_rounds;
     VRep *vr; /* box domains with k <= VREP_MAX_K: the cells' vertex sets */
     /* layer slots */
     double **H, **h0, **Hn, **h0n, **nrm, *mscale;
@@ -112,9 +122,17 @@ static inline double dot(const double *a, const double *b, int n) {
 /* Modified Gram-Schmidt (twice) of rows A[W[0..w-1]] (skipping position `skip`) into Q
  * (rows, length n) and upper-triangular R (n x n, row-major).  Returns the number of basis
  * vectors, or -1 if a row is numerically dependent. */
+static int mgs_from(const double *A, int n, const int *W, int w, int skip, int c0, double *Q, double *R, double *v);
 static int mgs(const double *A, int n, const int *W, int w, int skip, double *Q, double *R, double *v) {
-    int q = 0;
-    for (int c = 0; c < w; c++) {
+    return mgs_from(A, n, W, w, skip, 0, Q, R, v);
+}
+
+/* mgs() for the rows from position c0 on, the basis vectors of the rows before c0 (none of them
+ * skipped) being already in Q and R: each vector depends only on the rows before it, so the
+ * result is bitwise that of mgs() */
+static int mgs_from(const double *A, int n, const int *W, int w, int skip, int c0, double *Q, double *R, double *v) {
+    int q = c0;
+    for (int c = c0; c < w; c++) {
         if (c == skip) continue;
         const double *a = A + (size_t)W[c] * n;
         memcpy(v, a, sizeof(double) * n);
@@ -182,10 +200,12 @@ static int lp_active(kc_ctx *C, int m, int n, double *LB, double *UB) {
     W[w++] = arg;
     inW[arg] = 1;
     int maxit = KC_LP_MAXIT_BASE + KC_LP_MAXIT_PER_ROW * m, degen = 0;
+    int qv = 0; /* Q, R hold the basis of W[0, qv) (incremental: see mgs_from) */
     for (int it = 0; it < maxit; it++) {
         C->lp_iters++;
-        int q = mgs(A, n, W, w, -1, Q, R, v);
+        int q = mgs_from(A, n, W, w, -1, qv, Q, R, v);
         if (q < 0) return -1;
+        qv = w;
         for (int i = 0; i < w; i++) Qc[i] = Q[i * n + nn];
         for (int e = 0; e < n; e++) p[e] = 0.0;
         p[nn] = 1.0;
@@ -225,10 +245,12 @@ static int lp_active(kc_ctx *C, int m, int n, double *LB, double *UB) {
                 }
                 *LB = lb;
                 *UB = ub;
+                C->nW = w;
                 return 0;
             }
-            int qq = mgs(A, n, W, w, drop, Q, R, v);
+            int qq = mgs_from(A, n, W, w, drop, drop, Q, R, v); /* the rows before drop keep theirs */
             if (qq < 0) return -1;
+            qv = w - 1; /* W without drop, in order: what W is below once drop leaves it */
             const double *aq = A + (size_t)W[drop] * n;
             memcpy(v, aq, sizeof(double) * n);
             for (int pass = 0; pass < 2; pass++)
@@ -312,6 +334,206 @@ static double box_ball(kc_ctx *C, int m, double *y, const double *ystart, double
     return best;
 }
 
+/* ------------------------------------------------------------------ subspace LP */
+
+/* dot product with four partial sums (the subspace LP's loops over k, where k is large) */
+static inline double dotw(const double *a, const double *b, int n) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i]; s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2]; s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* An orthonormal basis sq of the first layer's row space (Gram-Schmidt twice; dependent rows
+ * dropped).  Every hyperplane normal of every layer, max-group comparisons included, lies in
+ * it: a layer's rows are combinations of the previous layer's. */
+static int sub_setup(kc_ctx *C) {
+    int k = C->k, n1 = C->widths[0];
+    C->sq = (double *)zalloc(C, (size_t)n1 * k, sizeof(double));
+    C->sqt = (double *)zalloc(C, (size_t)n1 * k, sizeof(double));
+    C->sub_A = (double *)zalloc(C, (size_t)(C->N + 2) * n1, sizeof(double));
+    C->sub_m = (double *)zalloc(C, (size_t)C->N + 2, sizeof(double));
+    C->sub_z = (double *)zalloc(C, (size_t)k, sizeof(double));
+    C->sub_g = (double *)zalloc(C, (size_t)k, sizeof(double));
+    C->sub_box = (int *)zalloc(C, KC_SUB_BOX_MAX, sizeof(int));
+    C->rq = (double *)zalloc(C, (size_t)(C->N + 1) * n1, sizeof(double));
+    C->rq_ok = (unsigned char *)zalloc(C, (size_t)C->N + 1, 1);
+    C->sy0 = (double *)zalloc(C, (size_t)n1 + 1, sizeof(double));
+    if (C->oom) return -1;
+    int q = 0;
+    for (int j = 0; j < n1; j++) {
+        double *v = C->sq + (size_t)q * k;
+        memcpy(v, C->W[0] + (size_t)j * k, sizeof(double) * k);
+        double n0 = sqrt(dotw(v, v, k));
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < q; i++) {
+                const double *u = C->sq + (size_t)i * k;
+                double d = dotw(u, v, k);
+                for (int e = 0; e < k; e++) v[e] -= d * u[e];
+            }
+        double nv = sqrt(dotw(v, v, k));
+        if (!(n0 > 0.0) || !(nv > KC_SUB_DEP * n0)) continue;
+        for (int e = 0; e < k; e++) v[e] /= nv;
+        q++;
+    }
+    C->nq = q;
+    double hw = INFINITY;
+    for (int e = 0; e < k; e++) hw = fmin(hw, 0.5 * (C->yhi[e] - C->ylo[e]));
+    C->sub_cap = fmax(KC_SUB_CAP_REL * hw, KC_SUB_CAP_MIN * (C->tol + C->band));
+    for (int i = 0; i < q; i++)
+        for (int e = 0; e < k; e++) C->sqt[(size_t)e * q + i] = C->sq[(size_t)i * k + e];
+    return 0;
+}
+
+/* path row i (< nrows) or the extra row (a, c0) (i == nrows) */
+static inline const double *sub_row(const kc_ctx *C, int nrows, int i, const double *a) {
+    return i < nrows ? C->rows + (size_t)i * C->k : a;
+}
+
+/* the exact inscribed radius at z of the path rows, the extra row (a, c0) and the box */
+static double sub_ball(const kc_ctx *C, int nrows, const double *a, double c0, const double *z) {
+    int k = C->k;
+    double r = box_dist(C, z);
+    for (int i = 0; i <= nrows; i++) {
+        double s = (i < nrows ? C->rhs[i] : c0) - dotw(sub_row(C, nrows, i, a), z, k);
+        if (s < r) r = s;
+    }
+    return r;
+}
+
+/* A witness for the cell of the path rows and (a, c0) without the box LP: the dense LP over the
+ * points y0 + span(sq) (nq + 1 variables: the cell's rows in the basis sq, of which the cells
+ * ignore nothing), maximising the inscribed radius up to SUB_CAP; the box faces that its solution
+ * comes closer to than that radius are added as rows and the LP solved again (SUB_ROUNDS at
+ * most).  Returns the exact radius (sub_ball) at the point written to z, or -inf if the dense LP
+ * failed; on success the LP's final working set and multipliers stay in C->Wset / C->lam. */
+static double sub_try(kc_ctx *C, int nrows, const double *a, double c0, const double *y0, double *z) {
+    int k = C->k, nq = C->nq, n = nq + 1, m = nrows + 1;
+    double *Aq = C->sub_A, *mg = C->sub_m, *sy = C->sy0;
+    C->sub_tries++;
+    for (int p = 0; p < nq; p++) sy[p] = dotw(C->sq + (size_t)p * k, y0, k);
+    for (int i = 0; i < m; i++) { /* rows in the basis and their margins at y0 */
+        double *q = Aq + (size_t)i * nq;
+        const double *row = sub_row(C, nrows, i, a);
+        if (i < nrows && C->rq_ok[i]) {
+            memcpy(q, C->rq + (size_t)i * nq, sizeof(double) * nq);
+        } else {
+            for (int p = 0; p < nq; p++) q[p] = dotw(C->sq + (size_t)p * k, row, k);
+            if (i < nrows) { memcpy(C->rq + (size_t)i * nq, q, sizeof(double) * nq); C->rq_ok[i] = 1; }
+        }
+        mg[i] = (i < nrows ? C->rhs[i] : c0) - dot(q, sy, nq);
+    }
+    int nb = 0;
+    for (int p = 0; p < n; p++) C->x[p] = 0.0;
+    for (int round = 0; round < KC_SUB_ROUNDS; round++) {
+        double *L = C->lpA, *b = C->lpb;
+        int r = 0;
+        for (int i = 0; i < m; i++, r++) {
+            memcpy(L + (size_t)r * n, Aq + (size_t)i * nq, sizeof(double) * nq);
+            L[(size_t)r * n + nq] = 1.0;
+            b[r] = mg[i];
+        }
+        for (int t = 0; t < nb; t++, r++) { /* box face: +-(y0 + sq^T beta)_e + s <= its distance */
+            int e = C->sub_box[t] >> 1, up = C->sub_box[t] & 1;
+            const double *col = C->sqt + (size_t)e * nq;
+            for (int p = 0; p < nq; p++) L[(size_t)r * n + p] = up ? col[p] : -col[p];
+            L[(size_t)r * n + nq] = 1.0;
+            b[r] = up ? C->yhi[e] - y0[e] : y0[e] - C->ylo[e];
+        }
+        for (int p = 0; p < nq; p++) L[(size_t)r * n + p] = 0.0; /* the cap row, last */
+        L[(size_t)r * n + nq] = 1.0;
+        b[r] = C->sub_cap;
+        r++;
+        double LB, UB;
+        C->sub_rounds++;
+        if (lp_active(C, r, n, &LB, &UB) != 0) return -INFINITY; /* C->x: beta, s */
+        double sv = C->x[nq];
+        memcpy(z, y0, sizeof(double) * k);
+        for (int p = 0; p < nq; p++) {
+            double bp = C->x[p];
+            const double *u = C->sq + (size_t)p * k;
+            for (int e = 0; e < k; e++) z[e] += bp * u[e];
+        }
+        /* the box faces nearer to z than sv, nearest first (SUB_BOX_STEP a round) */
+        int added = 0;
+        while (nb < KC_SUB_BOX_MAX && added < KC_SUB_BOX_STEP) {
+            int best = -1;
+            double worst = sv;
+            for (int e = 0; e < k; e++) {
+                double d1 = z[e] - C->ylo[e], d2 = C->yhi[e] - z[e];
+                double d = d1 < d2 ? d1 : d2;
+                if (!(d < worst)) continue;
+                int code = d1 < d2 ? 2 * e : 2 * e + 1, dup = 0;
+                for (int t = 0; t < nb; t++)
+                    if (C->sub_box[t] == code) { dup = 1; break; }
+                if (!dup) { worst = d; best = code; }
+            }
+            if (best < 0) break;
+            C->sub_box[nb++] = best;
+            added++;
+        }
+        if (!added) break;
+    }
+    return sub_ball(C, nrows, a, c0, z);
+}
+
+/* The dual bound of max s over the box shrunk by tol (*UB) and over the full box (*UBF) of the
+ * dense LP's final multipliers on the cell's rows (the box faces' multipliers dropped, the rest
+ * renormalised): valid for any nonnegative multipliers summing to one, so it certifies a reject
+ * whatever the subspace did.  +inf if no row carries a multiplier. */
+static void sub_dual(kc_ctx *C, int nrows, const double *a, double c0, double *UB, double *UBF) {
+    int k = C->k, m = nrows + 1;
+    double *g = C->sub_g, tot = 0.0, ub = 0.0;
+    for (int t = 0; t < C->nW; t++)
+        if (C->Wset[t] < m && C->lam[t] > 0.0) tot += C->lam[t];
+    *UB = *UBF = INFINITY;
+    if (!(tot > 0.0) || !isfinite(tot)) return;
+    for (int e = 0; e < k; e++) g[e] = 0.0;
+    for (int t = 0; t < C->nW; t++) {
+        int i = C->Wset[t];
+        if (i >= m || !(C->lam[t] > 0.0)) continue;
+        double l = C->lam[t] / tot;
+        const double *row = sub_row(C, nrows, i, a);
+        for (int e = 0; e < k; e++) g[e] += l * row[e];
+        ub += l * (i < nrows ? C->rhs[i] : c0);
+    }
+    double ubf = ub, tl = C->tol;
+    for (int e = 0; e < k; e++) {
+        double lo = C->ylo[e], hi = C->yhi[e];
+        ub += fmax(-g[e] * (lo + tl), -g[e] * (hi - tl));
+        ubf += fmax(-g[e] * lo, -g[e] * hi);
+    }
+    *UB = ub;
+    *UBF = ubf;
+}
+
+/* The subspace LP's decision for cheb(): 1 with *t and *rout set when certified (a witness of
+ * radius > tol + band: keep; a dual bound < tol - band: reject), else 0 (the box LP decides) */
+static int sub_decide(kc_ctx *C, int nrows, const double *a, double c0, const double *ystart, double *yout,
+                      double *t, double *rout) {
+    double rw = sub_try(C, nrows, a, c0, ystart, C->sub_z);
+    if (rw == -INFINITY) return 0;
+    if (rw > C->tol + C->band) {
+        C->sub_dec++;
+        memcpy(yout, C->sub_z, sizeof(double) * C->k);
+        *t = *rout = rw;
+        return 1;
+    }
+    double UB, UBF;
+    sub_dual(C, nrows, a, c0, &UB, &UBF);
+    if (!(UB < C->tol - C->band)) return 0;
+    C->sub_dec++;
+    /* as the box LP's reject: the other side's row is redundant only if even the full box has
+     * no point on this side */
+    double v = UBF < -C->drop ? UBF : (UB < 0.0 ? (UB > -0.5 * C->drop ? UB : -0.5 * C->drop) : 0.0);
+    *t = *rout = v;
+    return 1;
+}
+
 /* Chebyshev LP of the cell (nrows path rows + domain rows) plus the extra row (a, c0): the t to
  * compare with tol (and -drop), the centre in yout.  With the dense LP (k <= dense_max_k) it is
  * started at ystart and its answer used only when certified; for larger k on a box domain the
@@ -362,6 +584,7 @@ static double cheb(kc_ctx *C, int nrows, const double *a, double c0, const doubl
     }
     if (C->blp) {
         int m = nrows + 1;
+        if (C->nq && sub_decide(C, nrows, a, c0, ystart, yout, &t, rout)) return t;
         memcpy(C->blp_A, C->rows, sizeof(double) * (size_t)nrows * k);
         memcpy(C->blp_A + (size_t)nrows * k, a, sizeof(double) * k);
         memcpy(C->blp_c, C->rhs, sizeof(double) * (size_t)nrows);
@@ -758,6 +981,8 @@ void kc_free(kc_ctx *C) {
     free(C->lam); free(C->Qc); free(C->Wset); free(C->inW);
     free(C->v); free(C->ya); free(C->yi); free(C->yc); free(C->rowbuf); free(C->Mbuf); free(C->jac);
     free(C->ebits); free(C->ey); free(C->er); free(C->erank); free(C->layer_counts);
+    free(C->sq); free(C->sqt); free(C->sub_A); free(C->sub_m); free(C->sub_z); free(C->sub_g); free(C->sub_box);
+    free(C->rq); free(C->rq_ok); free(C->sy0);
     blp_free(C->blp); free(C->blp_A); free(C->blp_c); free(C->blp_id); free(C->v2); free(C->v3);
     free(C);
 }
@@ -870,8 +1095,9 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
     C->st = (Entry *)zalloc(C, C->st_cap, sizeof(Entry));
     C->st_y = (double *)zalloc(C, (size_t)C->st_cap * K, sizeof(double));
     C->st_row = (double *)zalloc(C, (size_t)C->st_cap * n, sizeof(double));
-    if (C->dense) {
-        size_t m = (size_t)cfg->mG + N + 4;
+    {
+        if (!C->dense) n = (size_t)(widths[0] < k ? widths[0] : k) + 1; /* the subspace LP's size */
+        size_t m = (size_t)cfg->mG + N + 4 + KC_SUB_BOX_MAX;
         C->lpA = (double *)zalloc(C, m * n, sizeof(double));
         C->lpb = (double *)zalloc(C, m, sizeof(double));
         C->inW = (unsigned char *)zalloc(C, m, 1);
@@ -882,6 +1108,7 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
         C->lam = (double *)zalloc(C, n, sizeof(double));
         C->Qc = (double *)zalloc(C, n, sizeof(double));
         C->Wset = (int *)zalloc(C, n + 1, sizeof(int));
+        n = K + 1;
     }
     C->v = (double *)zalloc(C, (n > (size_t)wmax ? n : (size_t)wmax) + 1, sizeof(double));
     C->ya = (double *)zalloc(C, K, sizeof(double));
@@ -975,6 +1202,9 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
         /* blp_new gives NULL for a box not wider than 2 tol, or on allocation failure: then the
          * dense LP (if k allows it) and lp_fn decide, as without the box LP */
     }
+    if (C->blp && 2 * widths[0] <= k) {
+        if (sub_setup(C) < 0) goto fail;
+    }
     /* 4. vertex sets, on box domains of low dimension */
     if (k <= cfg->vrep_max_k && is_box_domain(C) && !C->has_groups) { /* vertex sets cut one row at a time */
         C->vr = vr_new(k, 2 * k + N, KC_VREP_CAP, ((size_t)64 << 20) / ((sizeof(double) + sizeof(int)) * K));
@@ -1019,6 +1249,7 @@ static inline int add_row(kc_ctx *C, int nrows, int i, int bit, const double *a,
         C->rhs[nrows] = -a0;
     }
     C->rowid[nrows] = 2 * i + bit;
+    if (C->rq_ok) C->rq_ok[nrows] = 0;
     return nrows + 1;
 }
 
@@ -1050,6 +1281,7 @@ static int group_rows(kc_ctx *C, int i, int nrows, int *dead) {
         for (int q = 0; q < k; q++) row[q] /= nr;
         C->rhs[nrows] = -d0 / nr;
         C->rowid[nrows] = first ? 2 * i + 1 : 2 * t;
+        if (C->rq_ok) C->rq_ok[nrows] = 0;
         first = 0;
         nrows++;
     }
@@ -1135,6 +1367,7 @@ int kc_start(kc_ctx *C, int depth, const unsigned char *bits, const double *yc, 
     if (depth < 0 || depth > C->N || (depth > 0 && !bits)) { C->error = KC_ERR_ARG; return -C->error; }
     for (int i = 0; i < depth; i++) C->bits[i] = (bits[i] || C->linear[i]) ? 1 : 0;
     layer0(C);
+    if (C->rq_ok) memset(C->rq_ok, 0, (size_t)C->N + 1);
     int nrows = 0;
     for (int i = 0; i < depth; i++) {
         int l = C->layer_of[i], j = i - C->offsets[l];
@@ -1182,6 +1415,7 @@ int kc_run(kc_ctx *C, long long max_nodes) {
             memcpy(C->rows + (size_t)(nrows - 1) * k, C->st_row + (size_t)s * (k + 1), sizeof(double) * k);
             C->rhs[nrows - 1] = C->st_row[(size_t)s * (k + 1) + k];
             C->rowid[nrows - 1] = e.row_id;
+            if (C->rq_ok) C->rq_ok[nrows - 1] = 0;
         }
         if (depth > 0) C->bits[depth - 1] = e.bit;
         if (C->vr) vr_pop(C->vr, e.voff, e.vn);
@@ -1406,6 +1640,7 @@ void kc_stats(const kc_ctx *C, long long *out) {
     out[KC_ST_CERT_BOTH] = C->cert_both; out[KC_ST_SCREENED] = C->screened;
     out[KC_ST_FALLBACKS] = C->fallbacks; out[KC_ST_LP_ITERS] = C->lp_iters; out[KC_ST_LP_FAIL] = C->lp_fail;
     out[KC_ST_VDEC] = C->vdec; out[KC_ST_VWIT] = C->vwit; out[KC_ST_VLOST] = C->vlost;
+    out[KC_ST_SUBLP] = C->sub_dec;
     for (int l = 0; l < C->L; l++) out[KC_NSTATS + l] = C->layer_counts[l];
 }
 

@@ -19,7 +19,7 @@
 
 #include "decisions.h"
 
-#define KC_VERSION 7
+#define KC_VERSION 8
 #define KC_EMIT_MAX_DEFAULT 4096 /* nodes per kc_run chunk (a node emits at most one region) */
 
 typedef struct kc_ctx kc_ctx; /* opaque */
@@ -75,6 +75,7 @@ enum { KC_ST_NODES, KC_ST_LPS, KC_ST_REGIONS, KC_ST_CERT_BOTH, KC_ST_SCREENED, K
        KC_ST_VDEC,  /* hyperplanes decided from a vertex set (no LP) */
        KC_ST_VWIT,  /* sides certified by a ball at a point built from the vertices */
        KC_ST_VLOST, /* cells whose subtree went back to the LPs (a vertex too near a hyperplane) */
+       KC_ST_SUBLP, /* LPs decided by the subspace LP (no box LP) */
        KC_NSTATS };
 
 int kc_version(void);

@@ -39,7 +39,7 @@ typedef struct {
 static PyTypeObject KernelType;
 
 /* STATS (the module attribute) names the KC_NSTATS counters of kernel.h in order */
-typedef char kc_nstats_matches_STATS[(KC_NSTATS == 11) ? 1 : -1];
+typedef char kc_nstats_matches_STATS[(KC_NSTATS == 12) ? 1 : -1];
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -563,9 +563,9 @@ PyMODINIT_FUNC PyInit__kernel(void) {
 #undef KC_ADD_I_
     if (add_obj(m, "VERSION", PyLong_FromLong(kc_version())) < 0) goto fail;
     if (add_obj(m, "EMIT_MAX", PyLong_FromLong(KC_EMIT_MAX_DEFAULT)) < 0) goto fail;
-    if (add_obj(m, "STATS", Py_BuildValue("(sssssssssss)", "nodes", "lps", "regions", "cert_both", "screened",
+    if (add_obj(m, "STATS", Py_BuildValue("(ssssssssssss)", "nodes", "lps", "regions", "cert_both", "screened",
                                           "lp_fallbacks", "lp_iters", "lp_fail", "vertex_decisions",
-                                          "vertex_witnesses", "vertex_lost")) < 0)
+                                          "vertex_witnesses", "vertex_lost", "sub_lp")) < 0)
         goto fail;
     if (add_obj(m, "SOURCES_SHA256", parse_sources(KC_SOURCES_SHA256)) < 0) goto fail;
     Py_INCREF(&KernelType);
