@@ -283,9 +283,9 @@ class Result:
     """An enumeration result: from :func:`enumerate` or read back by :func:`open`.
 
     Rows (``patterns`` uint8 (n_local, ceil(N/8)) as ``/regions/pattern``, ``interior_points``
-    (n_local, d), ``radii`` (n_local,), ``affine_ranks`` int16 (n_local, L)) are this rank's
-    under a communicator (see the module docstring), all of them otherwise.  ``n_regions``,
-    ``layer_counts`` (int64 (L,)), ``stats`` (name -> per-rank list), ``complete`` are global."""
+    (n_local, d; None with ``points="none"``), ``radii``, ``affine_ranks`` int16 (n_local, L)) are
+    this rank's under a communicator, all of them otherwise.  ``n_regions``, ``layer_counts``
+    (int64 (L,)), ``stats`` (name -> per-rank list), ``complete`` are global."""
 
     network: object
     domain: object
@@ -315,7 +315,7 @@ class Result:
 
     @property
     def input_dim(self) -> int:
-        return int(self.interior_points.shape[1])
+        return int(self.network.input_dim if self.interior_points is None else self.interior_points.shape[1])
 
     @property
     def hidden_widths(self) -> list:
@@ -344,14 +344,14 @@ class Result:
         ranks.  Collective.  Without a communicator: the result itself."""
         if self.comm is None:
             return self
-        rows = [_collect(self.comm, a, root) for a in self._rows()]
+        rows = [None if a is None else _collect(self.comm, a, root) for a in self._rows()]
         return self._whole(rows) if self.comm.rank == root else None
 
     def allgather(self):
         """The full result (in file order) on every rank.  Collective."""
         if self.comm is None:
             return self
-        return self._whole([_collect(self.comm, a, None) for a in self._rows()])
+        return self._whole([None if a is None else _collect(self.comm, a, None) for a in self._rows()])
 
     def _rows(self):
         return self.patterns, self.interior_points, self.radii, self.affine_ranks
@@ -363,14 +363,15 @@ class Result:
                       command_line=self.command_line, created=self.created, path=self.path)
 
     # -- the file
-    def save(self, path, force=False, compress=False):
+    def save(self, path, force=False, compress=False, points=None):
         """Write the result file (CONTRACT §3), the same file ``mpi-enum run`` writes; collective
         under a communicator (every rank calls it).  An existing ``path`` is an InputError
-        unless ``force``.  ``compress``: as ``mpi-enum run --compress``.  Returns the path."""
-        from .io.results import RegionBuffer, write_result
+        unless ``force``.  ``compress``, ``points``: as ``mpi-enum run --compress``, ``--points``
+        (default: "none" where ``interior_points`` is None, else "float64").  Returns the path."""
+        from .io.results import RegionBuffer, points_choice, write_result
 
-        path = os.fspath(path)
-        comm = self.comm
+        path, comm = os.fspath(path), self.comm
+        points = points_choice(points, self.interior_points is not None, self.path)
         if self.network is None:
             raise InputError(f"{self.path}: the result has no network (/network group), so it cannot be saved")
         agree(comm, lambda: check_output(path, force, hint="force=True"))
@@ -378,7 +379,8 @@ class Result:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         meta = {"net": self.network, "domain": self.domain, "tol": self.tol, "wall_seconds": self.wall_seconds,
                 "complete": self.complete, "stopped_reason": self.stopped_reason, "software": self.software,
-                "command_line": self.command_line, "n_ranks": self.n_ranks, "compress": bool(compress)}
+                "command_line": self.command_line, "n_ranks": self.n_ranks, "compress": bool(compress),
+                "points": points}
         if self.created:
             meta["created"] = self.created
         buf = RegionBuffer.of_arrays(*self._rows())
@@ -395,6 +397,7 @@ class Result:
             pat, pts, rad, rk = buf.arrays()
         finally:
             buf.close()
+        pts = None if run.options.points == "none" else pts  # points="none": none kept, none saved
         lc = np.asarray(res["layer_counts"], dtype=np.int64)
         names = sorted(res["stats"])
         if comm is not None and comm.size > 1:
@@ -403,8 +406,7 @@ class Result:
             total_lc = comm.allreduce(lc)
         else:
             counts, stats, total_lc = [len(rad)], {k: [res["stats"][k]] for k in names}, lc
-        rank = comm.rank if comm is not None else 0
-        size = comm.size if comm is not None else 1
+        rank, size = (comm.rank, comm.size) if comm is not None else (0, 1)
         return cls(meta["net"], meta["domain"], float(meta["tol"]), int(sum(counts)), np.asarray(total_lc, np.int64),
                    pat, pts, rad, np.asarray(rk, np.int16), complete=bool(meta["complete"]),
                    stopped_reason=str(meta.get("stopped_reason", "")), stats=stats, n_ranks=size,

@@ -62,8 +62,7 @@ def build_parser():
     from ._version import __version__
 
     p.add_argument("--version", action="version", version=f"mpi_enum {__version__}")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
-    sub.required = True
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, required=True)
 
     r = sub.add_parser("run", help="enumerate the regions of NETWORK over a domain")
     r.add_argument("network", metavar="NETWORK")
@@ -93,6 +92,7 @@ def build_parser():
     r.add_argument("--force", action="store_true", help="replace an existing output file (or OUT.partial.h5)")
     r.add_argument("--compress", action="store_true",
                    help="store the region datasets chunked and gzip-compressed (lossless; smaller at high d)")
+    r.add_argument("--points", choices=("float64", "none"), default="float64", help="none: no interior points")
     r.add_argument("--split-factor", type=int, default=16, metavar="K",
                    help="static partition: at least K subtrees per rank (default 16)")
     r.add_argument("--spill-dir", default=None, metavar="DIR",
@@ -228,7 +228,7 @@ def cmd_info(args):
     print(f"  regions per layer: {s['layer_counts']}")
     print(f"  tol {s['tol']:g}, {s['n_ranks']} ranks, {s['wall_seconds']:.2f} s wall"
           + (f", {s['regions_per_second']:.1f} regions/s" if 'regions_per_second' in s else "")
-          + f", io_mode {s['io_mode']}")
+          + f", io_mode {s['io_mode']}" + (", no interior points" if s.get("interior_points") == "none" else ""))
     if "load_balance_max_over_mean" in s:
         st = s["stats"]
         print(f"  load balance (busy time max/mean): {s['load_balance_max_over_mean']:.3f}")
@@ -439,7 +439,7 @@ def _run_plan(comm, plan, args, argv, t0, stopper, phases):
     res = run.res
     complete = bool(res["complete"])
     target = out if complete else partial_path(out)
-    meta = dict(run.meta, compress=opts.compress)
+    meta = dict(run.meta, compress=opts.compress, points=opts.points)
     if not complete:
         meta.update(checkpoint_dir=os.path.abspath(ck), resume_hint=again)
     if opts.progress:  # one line per rank (launchers label them): where the time went

@@ -10,7 +10,8 @@ environment variables for run settings.
 User settings (CONTRACT §2): ``tol``, ``split_factor``, ``progress``, ``checkpoint_dir``,
 ``checkpoint_interval``, ``resume``, ``time_limit``, ``spill_dir``, ``spill_bytes``
 (``--spill-mb``), ``force``; extensions: ``compress`` (``--compress``: the result's /regions
-datasets chunked and gzip-compressed, lossless).
+datasets chunked and gzip-compressed, lossless), ``points`` (``--points float64|none``: "none"
+writes no /regions/interior_point, format version 5; the API's ``Result.save(points=...)``).
 
 Developer and test knobs (hidden command-line options, ``--help`` does not list them):
 
@@ -125,6 +126,7 @@ class RunOptions:
     spill_bytes: int | None = None  # None: DEFAULT_SPILL_BYTES
     force: bool = False
     compress: bool = False
+    points: str = "float64"
     # developer / test knobs (hidden command-line options)
     budget: int | None = None
     skew: bool = False
@@ -158,6 +160,8 @@ class RunOptions:
             setattr(self, opt, _positive_number(opt, getattr(self, opt)))
         self.resume, self.force, self.skew = bool(self.resume), bool(self.force), bool(self.skew)
         self.compress = bool(self.compress)
+        if self.points not in ("float64", "none"):
+            raise InputError(f"--points must be float64 or none, got {self.points!r}")
         for opt in ("checkpoint_dir", "spill_dir"):
             v = getattr(self, opt)
             if v is not None:
@@ -193,7 +197,7 @@ class RunOptions:
         """The fields given by an ``mpi-enum run`` argparse namespace (not yet validated)."""
         kw = {name: getattr(ns, name) for name in ("tol", "split_factor", "progress", "checkpoint_dir",
                                                     "checkpoint_interval", "resume", "time_limit", "spill_dir",
-                                                    "force", "compress", "budget", "skew") if hasattr(ns, name)}
+                                                    "force", "compress", "points", "budget", "skew") if hasattr(ns, name)}
         mb = getattr(ns, "spill_mb", None)
         if mb is not None:
             if not (math.isfinite(mb) and mb > 0):

@@ -22,7 +22,7 @@ ALLOWED = {
     "io": {"model", "engine.work"},
     "parallel": {"model", "engine", "io"},
     "post": {"model", "loaders", "io"},
-    "geometry": {"model", "io", "post.geometry"},
+    "geometry": {"model", "io", "post.geometry", "post.points"},
     "api": {"model", "loaders", "engine", "io", "parallel"},
     "cli": {"model", "loaders", "engine", "io", "parallel", "post", "geometry", "api"},
     "base": set(),

@@ -25,7 +25,8 @@ region (:mod:`~mpi_enum.geometry.linear`); on 2-D domains the decision boundary 
 too (:mod:`~mpi_enum.geometry.decision`).  The result goes into the file through
 :func:`mpi_enum.io.graph_file.write_geometry`.
 
-May import: :mod:`mpi_enum.io`, :mod:`mpi_enum.post.geometry`, this package, numpy.
+May import: :mod:`mpi_enum.io`, :mod:`mpi_enum.post.geometry`, :mod:`mpi_enum.post.points`, this
+package, numpy.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from ..errors import InputError
 from ..io.graph_file import Part, write_geometry
 from ..io.reader import load_result
 from ..post.geometry import Chart, convex_polygon, domain_box_u, region_halfspaces, region_maps
+from ..post.points import recompute_points
 from . import decision, linear
 from .exchange import PatternIndex, as_comm, count_distinct, route
 from .facets import FacetStats, region_facets
@@ -224,6 +226,8 @@ def build_graph(src, out=None, comm=None, vertices=False, force=False, seed=0, l
     size, rank = comm_.size, comm_.rank
     bounds = np.array([(n * r) // size for r in range(size + 1)], np.int64)
     res = load_result(src, need_network=True, rows=slice(int(bounds[rank]), int(bounds[rank + 1])))
+    if not res.points_stored:  # --points none: the facet certificates start from recomputed points
+        res.points = recompute_points(res)[0]
     chart = Chart(res.domain)
     tol = float(res.attrs.get("tol", 1e-9))
     facet_tol = max(tol, 1e-12) * float(res.domain.rscale)

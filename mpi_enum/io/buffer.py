@@ -35,9 +35,10 @@ class RegionBuffer:
     @classmethod
     def of_arrays(cls, pat, pts, rad, rank):
         """A buffer that holds these rows as they are (no copy, no spill file): for writing rows
-        that are already in memory (the Python API's ``save``).  Not for appending."""
+        that are already in memory (the Python API's ``save``).  Not for appending.  ``pts``
+        None: no points (``points="none"``; rows of zero width)."""
         pat = np.ascontiguousarray(pat, dtype=np.uint8)
-        pts = np.ascontiguousarray(pts, dtype=np.float64)
+        pts = np.ascontiguousarray(np.zeros((len(pat), 0)) if pts is None else pts, dtype=np.float64)
         rad = np.ascontiguousarray(rad, dtype=np.float64).reshape(-1)
         rank = np.ascontiguousarray(rank, dtype=np.int16)
         buf = cls.__new__(cls)

@@ -22,9 +22,11 @@ def _packed(shape, dtype):
     return {"chunks": (rows,) + tuple(shape[1:]), "compression": "gzip", "compression_opts": 4, "shuffle": True}
 
 
-def _create_regions(f, total, buf, compress=False, n_groups=0):
+def _create_regions(f, total, buf, compress=False, n_groups=0, points=True):
     """Create the /regions datasets (identically on every rank in the collective path);
-    ``compress``: chunked and compressed (``--compress``); ``n_groups`` > 0: also /regions/selector."""
+    ``compress``: chunked and compressed (``--compress``); ``n_groups`` > 0: also /regions/selector;
+    ``points`` False (``--points none``): no /regions/interior_point (None in its place in the
+    returned list, so its rows are not written)."""
     g = f.create_group("regions")
     out = []
     specs = [("pattern", (total, buf.pb), np.uint8), ("interior_point", (total, buf.d), np.float64),
@@ -32,6 +34,9 @@ def _create_regions(f, total, buf, compress=False, n_groups=0):
     if n_groups:
         specs.append(("selector", (total, int(n_groups)), np.int16))
     for name, shape, dtype in specs:
+        if name == "interior_point" and not points:
+            out.append(None)
+            continue
         out.append(g.create_dataset(name, shape, dtype=dtype, **(_packed(shape, dtype) if compress else {})))
     return out
 
@@ -49,7 +54,8 @@ def _write_batches(dsets, offset, buf, dxpl=None, n_calls=None, after_first=None
     Collective writes need the same number of calls on every rank: with ``n_calls`` larger than
     this rank's batch count, the extra calls join with an empty selection.  ``after_first``: a
     test hook called after the first call (or at once when there is none).  ``selector``: the
-    function that derives the fifth dataset's rows (/regions/selector) from the patterns."""
+    function that derives the fifth dataset's rows (/regions/selector) from the patterns.  A
+    dataset given as None (the points of ``--points none``) is skipped."""
     it = buf.batches(BATCH)
     pos = offset
     if n_calls is None:
@@ -59,7 +65,8 @@ def _write_batches(dsets, offset, buf, dxpl=None, n_calls=None, after_first=None
         if arrs is not None and selector is not None:
             arrs = tuple(arrs) + (selector(arrs[0]),)
         for ds, a in zip(dsets, arrs if arrs is not None else (None,) * len(dsets)):
-            _write_rows(ds, pos, a, dxpl)
+            if ds is not None:
+                _write_rows(ds, pos, a, dxpl)
         if arrs is not None:
             pos += len(arrs[2])
         if i == 0 and after_first is not None:

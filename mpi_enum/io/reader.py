@@ -31,7 +31,7 @@ class Result:
     d: int
     widths: list
     packed: np.ndarray  # (n, ceil(N/8)) uint8
-    points: np.ndarray  # (n, d)
+    points: np.ndarray  # (n, d); None in a file written with --points none (points_stored False)
     radius: np.ndarray  # (n,)
     ranks: np.ndarray  # (n, L) int
     layer_counts: np.ndarray  # (L,)
@@ -45,6 +45,18 @@ class Result:
     n_total: int = -1  # rows in the file (-1: n)
     geometry: dict = field(default_factory=dict)  # the datasets of `mpi-enum graph` held (see read_geometry)
     selector: np.ndarray = None  # (n, G) int: /regions/selector of a network with max units (version 4)
+
+    @property
+    def points_stored(self) -> bool:
+        """False for a file written with ``--points none`` (no /regions/interior_point): a region's
+        point is then recomputed from its pattern (:func:`mpi_enum.post.points.recompute_points`)."""
+        return _attr(self.attrs, "interior_points", "float64") != "none"
+
+    def need_points(self, what):
+        """Raise InputError unless the file stores interior points (``what`` needs them)."""
+        if not self.points_stored:
+            raise InputError(f"{self.path}: {what} needs the interior points, and this file was written with "
+                             f"--points none (recompute them with mpi_enum.post.points.recompute_points)")
 
     @property
     def N(self):
@@ -66,11 +78,15 @@ class Result:
         """Yield ``(start, {name: rows start .. start + len - 1})`` over the held rows, read from
         the file ``CHUNK_ROWS`` rows at a time (or from memory when the rows are loaded): bounded
         memory whatever the file's size.  ``affine_rank`` comes as int64, the rest as stored.
-        ``names``: default the four contract datasets, and ``selector`` with max units.
+        ``names``: default the four contract datasets (without ``interior_point`` in a file
+        written with ``--points none``: asking for it then raises InputError), and ``selector``
+        with max units.
         ``part = (r, P)``: only the chunks whose index is r modulo P (one process's share)."""
         if names is None:
-            names = ("pattern", "interior_point", "radius", "affine_rank") + (
+            names = ("pattern",) + (("interior_point",) if self.points_stored else ()) + ("radius", "affine_rank") + (
                 ("selector",) if self.net is not None and self.net.groups is not None else ())
+        elif "interior_point" in names:
+            self.need_points("reading /regions/interior_point")
         chunk = int(chunk or CHUNK_ROWS)
         r, P = part if part is not None else (0, 1)
         starts = range(r * chunk, self.n, P * chunk)
@@ -117,8 +133,9 @@ def load_result(path, need_network=False, rows=None, regions=True):
     with open_result(path) as f:
         a = f.attrs
         attrs = {k: _attr(a, k) for k in a.keys()}
+        no_points = _attr(a, "interior_points", "float64") == "none"  # --points none (version 5)
         missing = [p for p in ("regions/pattern", "regions/interior_point", "regions/radius", "regions/affine_rank",
-                               "layers/n_regions") if p not in f]
+                               "layers/n_regions") if p not in f and not (no_points and p == "regions/interior_point")]
         if missing:
             raise InputError(f"{path}: missing dataset(s) {', '.join('/' + m for m in missing)}")
         try:
@@ -132,14 +149,16 @@ def load_result(path, need_network=False, rows=None, regions=True):
         n = len(range(*sel.indices(n_total)))
         if regions:
             packed = np.asarray(f["regions/pattern"][sel], dtype=np.uint8)
-            pts = np.asarray(f["regions/interior_point"][sel], dtype=np.float64)
+            pts = None if no_points else np.asarray(f["regions/interior_point"][sel], dtype=np.float64)
             rad = np.asarray(f["regions/radius"][sel], dtype=np.float64)
             rk = np.asarray(f["regions/affine_rank"][sel]).astype(np.int64)
-            shapes = {"pattern": packed.shape, "interior_point": pts.shape, "affine_rank": rk.shape}
+            shapes = {"pattern": packed.shape, "interior_point": (n, d) if pts is None else pts.shape,
+                      "affine_rank": rk.shape}
         else:
             packed = pts = rad = rk = None
             shapes = {k: (len(range(*sel.indices(f[REGION_DATASETS[k]].shape[0]))),) + f[REGION_DATASETS[k]].shape[1:]
-                      for k in ("pattern", "interior_point", "affine_rank")}
+                      for k in ("pattern", "interior_point", "affine_rank") if REGION_DATASETS[k] in f}
+            shapes.setdefault("interior_point", (n, d))
         # only `mpi-enum graph` files have these (8 bytes a row), read whole even with regions=False
         geometry = {name: np.asarray(f[f"regions/{name}"][sel]) for name in ("linear_region", "volume")
                     if f"regions/{name}" in f}

@@ -11,9 +11,15 @@ none) and ``hidden_widths`` counts the gated neurons of each layer.  Version 4 i
 networks with max units (MaxPool, maxout): version 3's datasets plus ``/network/group{l}`` and
 ``/regions/selector``; a max group's members (its candidates) have one bit each, one-hot: the
 group's first maximum.  A ReLU network's file stays version 2, byte for byte the layout it was.
+Version 5 is written with ``--points none`` (``points="none"``), whatever the network: the
+layout of version 2, 3 or 4 without ``/regions/interior_point`` (8 d bytes a region: 6,272 of
+6,287 at d = 784), marked by the root attribute ``interior_points = "none"``; a region's point is
+recomputed from its pattern when wanted (:func:`mpi_enum.post.points.recompute_points`, one
+Chebyshev LP each; ``verify`` checks a sample of them).
 Root attributes (contract): ``format``, ``format_version``, ``n_regions``, ``input_dim``,
 ``hidden_widths``, ``complete``, ``n_ranks``, ``wall_seconds``, ``network_sha256``, ``domain``
-(JSON), ``software`` (JSON), ``tol``.  Extensions: ``io_mode`` ("mpio-collective" or
+(JSON), ``software`` (JSON), ``tol``.  Extensions: ``interior_points`` ("none", version 5
+only), ``io_mode`` ("mpio-collective" or
 "serial-ordered"), ``command_line``, ``created`` (UTC ISO time), ``reduced_dim`` (k, the
 domain's own dimension), ``stopped_reason`` ("" when complete).
 
@@ -106,11 +112,35 @@ FORMAT = "mpi_enum.regions"
 FORMAT_VERSION = 2
 UNITS_FORMAT_VERSION = 3  # a network with non-ReLU units (slopes, linear neurons)
 GROUPS_FORMAT_VERSION = 4  # a network with max units (one-hot group bits, /regions/selector)
+NO_POINTS_FORMAT_VERSION = 5  # written with --points none: no /regions/interior_point
+POINTS_CHOICES = ("float64", "none")  # --points
 
 
-def format_version_of(net) -> int:
+def stores_points(meta) -> bool:
+    """Whether a result written with ``meta`` has /regions/interior_point (not ``--points none``)."""
+    return meta.get("points", "float64") != "none"
+
+
+def points_choice(points, have, where) -> str:
+    """The ``points`` of a save (``--points``): None gives "float64" if there are points
+    (``have``), else "none"; InputError for another value, or for "float64" without points."""
+    from ..errors import InputError
+
+    if points is None:
+        points = "float64" if have else "none"
+    if points not in POINTS_CHOICES:
+        raise InputError(f"points must be 'float64' or 'none', got {points!r}")
+    if points == "float64" and not have:
+        raise InputError(f"{where}: the result holds no interior points (--points none): set interior_points "
+                         f"from mpi_enum.post.points.recompute_points(result) first, or save with points='none'")
+    return points
+
+
+def format_version_of(net, points=True) -> int:
     """The format version a result of ``net`` is written with: 2 (ReLU), 3 (slopes, linear
-    neurons), 4 (max groups)."""
+    neurons), 4 (max groups); 5 without points (``points`` False), whatever the network."""
+    if not points:
+        return NO_POINTS_FORMAT_VERSION
     if net.groups is not None:
         return GROUPS_FORMAT_VERSION
     return FORMAT_VERSION if net.is_relu else UNITS_FORMAT_VERSION
@@ -142,7 +172,7 @@ def _common(f, meta, total, n_ranks, io_mode, stats_all, layer_counts, dxpl=None
     small = SmallWriter(f)
     a = {}  # the root attributes, written below in one pass
     a["format"] = FORMAT
-    a["format_version"] = format_version_of(net)
+    a["format_version"] = format_version_of(net, stores_points(meta))
     a["n_regions"] = np.int64(total)
     a["input_dim"] = np.int64(net.input_dim)
     a["hidden_widths"] = np.array(net.hidden_widths, dtype=np.int64)
@@ -159,6 +189,8 @@ def _common(f, meta, total, n_ranks, io_mode, stats_all, layer_counts, dxpl=None
     a["command_line"] = str(meta.get("command_line", ""))
     a["created"] = str(meta.get("created", ""))
     a["reduced_dim"] = np.int64(dom.k)
+    if not stores_points(meta):
+        a["interior_points"] = "none"
     for key in ("checkpoint_dir", "resume_hint"):  # a partial result: how to continue it
         if meta.get(key):
             a[key] = str(meta[key])
@@ -191,7 +223,7 @@ def estimate_bytes(total, buf, meta, n_stats, n_ranks):
     """An upper bound of the result file's size: the region rows, the network, the domain, the
     statistics, the text attributes and a margin for HDF5's own structures."""
     net, dom = meta["net"], meta["domain"]
-    rows = int(total) * (buf.pb + 8 * buf.d + 8 + 2 * buf.L)
+    rows = int(total) * (buf.pb + (8 * buf.d if stores_points(meta) else 0) + 8 + 2 * buf.L)
     weights = 8 * sum(int(np.size(W)) + int(np.size(b)) for W, b in zip(net.weights, net.biases))
     domain = 8 * (np.size(dom.x0) + np.size(dom.E) + np.size(dom.G) + np.size(dom.h))
     text = len(dom.to_json()) + len(json.dumps(meta.get("software", {}))) + len(str(meta.get("command_line", "")))
@@ -221,7 +253,8 @@ def write_result(path, comm, meta, buf, stats_local, layer_counts_local, *, stat
     """Collectively write the result file (every rank calls this with its own buffer).
 
     ``meta``: dict with ``net``, ``domain``, ``tol``, ``wall_seconds``, ``complete``, ``software``,
-    ``command_line`` (optional: ``stopped_reason``, ``created``, ``n_ranks``: the ranks that made
+    ``command_line`` (optional: ``stopped_reason``, ``created``, ``points`` ("none": no
+    /regions/interior_point, version 5), ``n_ranks``: the ranks that made
     the result, default the communicator's size; ``checkpoint_dir``, ``resume_hint`` for a partial
     result).  ``stats_local``: dict name -> number for this rank; or ``stats_all``: name ->
     per-rank list, already gathered (the same on every rank).  ``replace``: an existing file at
@@ -321,7 +354,7 @@ def _write_mpio(tmp, path, comm, args, buf, offset, est, write_delay, write_fail
         with phases("write: region rows"):
             net = args[0]["net"]
             dsets = _create_regions(f, args[1], buf, compress=bool(args[0].get("compress")),
-                                    n_groups=len(net.group_spans()))
+                                    n_groups=len(net.group_spans()), points=stores_points(args[0]))
             _hold_space(comm, tmp, est)
             if n_calls is None:
                 n_calls = comm.allreduce(buf.n_batches(BATCH), op=_mpi_max())
@@ -354,7 +387,8 @@ def _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fa
             _common(f, *args)
             pause_for_tests(write_delay)
             _write_batches(_create_regions(f, args[1], buf, compress=bool(args[0].get("compress")),
-                                           n_groups=len(net.group_spans())), offset, buf,
+                                           n_groups=len(net.group_spans()), points=stores_points(args[0])),
+                           offset, buf,
                            after_first=lambda: injected(rank, write_fail, tmp), selector=select)
             if size == 1:
                 _set_wall(f, args[0], None)
@@ -364,7 +398,7 @@ def _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fa
             comm.Barrier()
             if rank == r:
                 f = h5py.File(tmp, "r+")
-                _write_batches([f["regions"][name] for name in names], offset, buf,
+                _write_batches([f["regions"][name] if name in f["regions"] else None for name in names], offset, buf,
                                after_first=lambda: injected(rank, write_fail, tmp), selector=select)
                 if r == size - 1:  # the last writer: its own time (the others wait for it)
                     _set_wall(f, args[0], None)
@@ -376,8 +410,9 @@ def _write_serial(tmp, path, comm, args, buf, offset, est, write_delay, write_fa
         fail(comm, f, tmp, path, exc, note)
 
 
-# version 1: the same layout without the geometry datasets; 3: with non-ReLU units; 4: max units
-SUPPORTED_VERSIONS = (1, FORMAT_VERSION, UNITS_FORMAT_VERSION, GROUPS_FORMAT_VERSION)
+# version 1: the same layout without the geometry datasets; 3: with non-ReLU units; 4: max units;
+# 5: no interior points
+SUPPORTED_VERSIONS = (1, FORMAT_VERSION, UNITS_FORMAT_VERSION, GROUPS_FORMAT_VERSION, NO_POINTS_FORMAT_VERSION)
 
 
 def _text(v):
@@ -433,6 +468,7 @@ def read_summary(path):
             "software": json.loads(a["software"]),
             "command_line": str(a.get("command_line", "")),
             "stopped_reason": str(a.get("stopped_reason", "")),
+            "interior_points": str(_text(a.get("interior_points", "float64"))),
         }
         for key in ("checkpoint_dir", "resume_hint"):  # partial results only
             if key in a:

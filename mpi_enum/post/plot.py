@@ -255,6 +255,10 @@ def main(args) -> int:
     if res.k != 2:
         raise InputError(f"{args.out_h5}: plot needs a 2-dimensional domain (d = 2, or --plane); this result's "
                          f"domain has dimension {res.k}")
+    if not res.points_stored:  # --points none: one small LP per region (a 2-D domain)
+        from .points import recompute_points
+
+        res.points = recompute_points(res)[0]
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         raise InputError(f"{out}: the directory {parent} does not exist")

@@ -43,6 +43,8 @@ rows (:meth:`mpi_enum.model.network.Network.normalised`: the same regions and pa
 threshold depends on the scale of a neuron's weights; the patterns themselves come from a
 forward pass of the NETWORK file as it is.
 
+Without stored points (``--points none``) the row-by-row checks run on a seeded sample of about
+RECOMPUTE_ROWS rows, with points recomputed from their patterns (:mod:`mpi_enum.post.points`).
 Memory is bounded whatever the file's size: the rows are read in chunks
 (:meth:`mpi_enum.io.reader.Result.chunks`), and uniqueness, layer counts and sampled coverage are
 decided one first-layer bucket at a time (:mod:`mpi_enum.post.buckets`, scratch in TMPDIR).
@@ -64,6 +66,7 @@ from .share import Share
 from .geometry import (Chart, convex_polygon, domain_box_u, forward_abs, group_comparisons, rank_agreement,
                       polygon_area, region_halfspaces, region_maps)
 from ..errors import InputError
+from .points import centre_of, chebyshev, sampled_with_points
 
 CHUNK = 2048  # rows per chunk of the samples' forward passes and of the volume check
 GEOMETRY_FLOATS = 4_000_000  # the row-by-row checks' chunks: about this many floats of affine maps
@@ -71,6 +74,7 @@ VOLUME_RTOL = 1e-6
 VOLUME_MAX_K = 6  # the volume-sum oracle up to this domain dimension (qhull per region)
 VOLUME_MAX_REGIONS = 2_000_000  # and up to this many regions for k <= 3 (polygons; qhull at k = 3)
 VOLUME_MAX_REGIONS_QHULL = 100_000  # for 4 <= k <= 6: about 0.3 ms of qhull per region, so <= ~30 s
+RECOMPUTE_ROWS = 2000  # --points none: the row-by-row checks run on about this many sampled rows
 
 
 @dataclass
@@ -120,10 +124,11 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=Non
         problems.append(f"/layers/n_regions has shape {res.layer_counts.shape}, expected ({L},)")
     pad = ((N + 7) // 8) * 8 - N
     bad_pad = nonfinite = bad_radius = 0
-    for _, ch in res.chunks(("pattern", "interior_point", "radius"), part=share.part):
+    stored = res.points_stored  # False: --points none, the points are recomputed for a sample below
+    for _, ch in res.chunks(("pattern", "radius") + (("interior_point",) if stored else ()), part=share.part):
         if pad and len(ch["pattern"]):
             bad_pad += int(np.any(ch["pattern"][:, -1] & np.uint8((1 << pad) - 1)))
-        nonfinite += int(np.any(~np.isfinite(ch["interior_point"])))
+        nonfinite += int(np.any(~np.isfinite(ch.get("interior_point", 0.0))))  # none: --points none
         bad_radius += int(np.sum(~(ch["radius"] > 0)))
     bad_pad, nonfinite, bad_radius = share.sum(bad_pad, nonfinite, bad_radius)
     if bad_pad:
@@ -198,8 +203,11 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=Non
     first_bad = {}
     worst_margin = np.inf
     xscale = max(1.0, float(np.abs(dom.x0).max()) if dom.x0.size else 1.0) + smax
+    checked, p_sample = 0, (1.0 if stored else min(1.0, RECOMPUTE_ROWS / max(n, 1)))  # rows checked; their share
     for s, ch in res.chunks(chunk=geometry_chunk(N, chart.k), part=share.part):
         tick.rows(len(ch["pattern"]), n)
+        ch = ch if stored else sampled_with_points(ch, net, dom, p_sample, [seed, s])  # --points none
+        checked += len(ch["pattern"])
         bits = np.unpackbits(ch["pattern"], axis=1, count=N)
         X = ch["interior_point"].astype(np.float64)
         r = ch["radius"].astype(np.float64)
@@ -258,21 +266,23 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=Non
         bad_rank += int((~agree).sum())
         if br.any():
             first_bad.setdefault("rank", s + int(np.argmax(br)))
-    bad_hull, bad_dom, bad_pat, bad_margin, bad_rank = share.sum(bad_hull, bad_dom, bad_pat, bad_margin, bad_rank)
+    bad_hull, bad_dom, bad_pat, bad_margin, bad_rank, checked = share.sum(bad_hull, bad_dom, bad_pat, bad_margin,
+                                                                          bad_rank, checked)
+    rows_note = "" if stored else f" (points recomputed from the patterns of {_fmt_int(checked)} sampled rows)"
     worst_margin = share.min(worst_margin)
     first_bad = share.first(first_bad)
     if chart.k < res.d:
         add("points on domain hull", bad_hull == 0, f"{bad_hull} interior points off the domain's affine hull"
-            if bad_hull else f"all {_fmt_int(n)} points on the {chart.k}-dimensional slice")
+            if bad_hull else f"all {_fmt_int(checked)} points on the {chart.k}-dimensional slice{rows_note}")
     add("points in domain", bad_dom == 0, f"{bad_dom} balls leave the domain (first: row {first_bad.get('dom')})"
-        if bad_dom else f"all {_fmt_int(n)} balls inside" if len(chart.Gu) else "unbounded domain")
+        if bad_dom else f"all {_fmt_int(checked)} balls inside{rows_note}" if len(chart.Gu) else "unbounded domain")
     add("patterns reproduced", bad_pat == 0, f"{bad_pat} interior points give another pattern (first: row "
-        f"{first_bad.get('pat')})" if bad_pat else f"all {_fmt_int(n)} by forward pass of {net_path}")
+        f"{first_bad.get('pat')})" if bad_pat else f"all {_fmt_int(checked)} by forward pass of {net_path}{rows_note}")
     add("radius margins", bad_margin == 0, f"{bad_margin} balls cross a neuron's hyperplane (first: row "
         f"{first_bad.get('margin')})" if bad_margin else
         f"min |z|/(r ||grad z||) = {worst_margin:.6g}" if np.isfinite(worst_margin) else "no finite margins")
     add("affine ranks", bad_rank == 0, f"{bad_rank} (region, layer) ranks disagree (first: row {first_bad.get('rank')})"
-        if bad_rank else "all agree with the singular values")
+        if bad_rank else f"all agree with the singular values{rows_note}")
 
     # ---------------------------------------------------------------- sampled coverage
     thin_hits = 0  # samples that fell in unlisted regions shown to be thinner than tol
@@ -366,7 +376,7 @@ def _sample_check(res, net, chart, samples, seed, tol, sampled, present):
     A, c = region_maps(net, chart, bits)
     for i in range(len(bits)):  # every missing pattern: one small LP each
         H, g = region_halfspaces(A, c, bits, chart, i)
-        rad = _cheb_radius(H, g)
+        rad = max(0.0, chebyshev(H, g)[1])  # 0: no region at all
         worst = max(worst, rad)
         if rad > lim:
             real += 1
@@ -379,17 +389,6 @@ def _sample_check(res, net, chart, samples, seed, tol, sampled, present):
     return Check("sampled coverage", "FAIL", f"{n_miss} of {_fmt_int(samples)} samples fall in {len(bits)} unlisted "
                  f"patterns ({real} with inscribed radius > tol, largest {worst:.3g}); e.g. x = "
                  f"{np.array2string(Xm[0], precision=4, max_line_width=60)}"), 0
-
-
-def _cheb_radius(H, g):
-    from scipy.optimize import linprog
-
-    k = H.shape[1]
-    cost = np.zeros(k + 1)
-    cost[-1] = -1.0
-    Aub = np.hstack([H, np.linalg.norm(H, axis=1)[:, None]])
-    res = linprog(cost, A_ub=Aub, b_ub=g, bounds=[(None, None)] * k + [(None, 1e6)], method="highs")
-    return float(res.x[-1]) if res.status == 0 else 0.0
 
 
 def polytope_volume_u(H, g, center, k, box=None):
@@ -428,15 +427,16 @@ def _volume_check(res, net, chart, thin_hits=0, samples=0):
     total = 0.0
     empty = 0
     failed = 0
-    for s, ch in res.chunks(("pattern", "interior_point"), chunk=CHUNK):
+    for s, ch in res.chunks(("pattern",) + (("interior_point",) if res.points_stored else ()), chunk=CHUNK):
         e = s + len(ch["pattern"])
         bits = np.unpackbits(ch["pattern"], axis=1, count=res.N)
         A, c = region_maps(net, chart, bits)
-        U = chart.to_u(ch["interior_point"].astype(np.float64))
+        U = chart.to_u(ch["interior_point"].astype(np.float64)) if "interior_point" in ch else None
         for i in range(e - s):
             H, g = region_halfspaces(A, c, bits, chart, i)
+            centre = U[i] if U is not None else centre_of(H, g)  # --points none: a Chebyshev centre
             try:
-                vol = polytope_volume_u(H, g, U[i], k, box)
+                vol = polytope_volume_u(H, g, centre, k, box)
             except Exception:
                 failed += 1
                 vol = _bbox_volume(H, g, k)

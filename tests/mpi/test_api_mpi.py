@@ -185,3 +185,50 @@ def test_compressed_result_holds_the_same_rows(shared_dir):
                     np.testing.assert_array_equal(f["regions/" + name][()][of], fp["regions/" + name][()][op])
                 assert np.all(np.isfinite(f["regions/interior_point"][()])) and np.all(f["regions/radius"][()] > 0)
     comm.Barrier()
+
+
+@pytest.mark.mpi
+def test_points_none_written_collectively(shared_dir):
+    """--points none (and save(points="none")) under the communicator: no /regions/interior_point,
+    format version 5, the other rows as in the plain file; the points recomputed from the
+    patterns give every pattern back by a numpy forward pass."""
+    import h5py
+
+    import mpi_enum
+    from mpi_enum.cli import main
+    from mpi_enum.post.points import recompute_points
+
+    comm = _comm()
+    net = os.path.join(shared_dir, "net40.npz")
+    if comm.rank == 0:
+        np.savez(net, **random_arrays(40, (5, 4), 5))
+    comm.Barrier()
+    plain, bare = (os.path.join(shared_dir, f"{n}_{comm.size}.h5") for n in ("plain40", "bare40"))
+    assert main(["run", net, "-o", plain, "--force"]) == 0
+    assert main(["run", net, "-o", bare, "--force", "--points", "none"]) == 0
+    res = mpi_enum.enumerate(net, comm=comm, points="none")
+    assert res.interior_points is None
+    saved = res.save(os.path.join(shared_dir, f"saved40_{comm.size}.h5"), force=True)
+    comm.Barrier()
+    if comm.rank == 0:
+        a = dict(np.load(net))
+        with h5py.File(plain, "r") as fp, h5py.File(bare, "r") as fb, h5py.File(saved, "r") as fs:
+            n = int(fp.attrs["n_regions"])
+            op = np.lexsort(fp["regions/pattern"][()].T)
+            assert n > 10
+            for f in (fb, fs):
+                assert int(f.attrs["format_version"]) == 5 and "interior_point" not in f["regions"]
+                assert int(f.attrs["n_regions"]) == n
+                of = np.lexsort(f["regions/pattern"][()].T)
+                for name in ("pattern", "radius", "affine_rank"):
+                    np.testing.assert_array_equal(f["regions/" + name][()][of], fp["regions/" + name][()][op])
+        X, _ = recompute_points(bare)
+        h, bits = X, []
+        for l in range(2):
+            z = h @ a[f"W{l}"].T + a[f"b{l}"]
+            bits.append(z > 0)
+            h = np.maximum(z, 0)
+        with h5py.File(bare, "r") as f:
+            stored = np.unpackbits(f["regions/pattern"][()], axis=1, count=9)
+        np.testing.assert_array_equal(np.concatenate(bits, axis=1).astype(np.uint8), stored)
+    comm.Barrier()
