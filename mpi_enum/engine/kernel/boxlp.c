@@ -546,8 +546,8 @@ static void certify(BoxLP *P, double *y_out, double *LB, double *UB, double *UBf
     /* max over the (shrunk, and the full) box of -g . y */
     double ubf = ub;
     for (int e = 0; e < k; e++) {
-        ub += fmax(-g[e] * P->l[e], -g[e] * P->u[e]);
-        ubf += fmax(-g[e] * P->lf[e], -g[e] * P->uf[e]);
+        ub += blp_fmax(-g[e] * P->l[e], -g[e] * P->u[e]);
+        ubf += blp_fmax(-g[e] * P->lf[e], -g[e] * P->uf[e]);
     }
     double rest = P->big * (1.0 - tot > 0 ? 1.0 - tot : 0.0);
     *UB = ub + rest;

@@ -19,6 +19,14 @@
 
 typedef struct BoxLP BoxLP;
 
+/* fmax(a, b) as C99 defines it (a NaN argument gives the other), inline: libm's fmax is a call
+ * in the O(k) dual-bound loops of the box LP and the subspace LP */
+static inline double blp_fmax(double a, double b) {
+    if (b != b) return a;
+    if (a != a) return b;
+    return a > b ? a : b;
+}
+
 /* k columns, at most mmax rows, the box [lo, hi] (finite) and the LP's bounds l = lo + shrink,
  * u = hi - shrink (with shrink = tol: see above); cap bounds the reported LB.  Returns NULL if an
  * allocation fails or the box is not wider than 2 * shrink in some coordinate. */

@@ -14,7 +14,10 @@
  * caller's lp_fn with the ids of the path rows (HiGHS, warm-started on the common prefix).
  * On box domains with k > dense_max_k the box LP (boxlp.c: the box as bounds, not 2k rows; a
  * warm-started bounded dual simplex) decides first, certified the same way; the rest goes to
- * lp_fn.
+ * lp_fn.  Before it, where the first layer spans at most half the inputs (2 n1 <= k), the
+ * subspace LP (sub_try) decides most LPs with nq + 1 variables: the dense method over the points
+ * y0 + span(sq), sq an orthonormal basis of the first layer's row space, in which every
+ * hyperplane normal lies; the same basis carries each layer's map (Hq) for the affine ranks.
  *
  * No MPI, no Python API: built into the CPython extension mpi_enum.engine._kernel together
  * with pymodule.c (CMakeLists.txt, at install time).
@@ -64,9 +67,13 @@ struct kc_ctx {
     double *rq;             /* (N + 1) x nq: the path rows in that basis (valid where rq_ok) */
     unsigned char *rq_ok;
     double *sub_A, *sub_m, *sub_z, *sub_g, *sy0;
+    double *sub_y, *sqc;    /* k: the subspace LP's origin; nq: sq times the box centre */
     int *sub_box;           /* the box faces taken in as rows (2 e + 1: upper face of y_e) */
     int nW;                 /* the dense LP's final working set size (Wset, lam) */
     double sub_cap;         /* the radius the subspace LP stops at */
+    double **Hq;            /* per layer, widths[l] x nq: H[l] in the basis sq (NULL: not kept;
+                             * kept when the first layer's rows are independent, nq = widths[0],
+                             * so every H row lies in span(sq) to rounding): the ranks use it */
     long long sub_tries, sub_dec, sub_rounds;
     VRep *vr; /* box domains with k <= VREP_MAX_K: the cells' vertex sets */
     /* layer slots */
@@ -363,6 +370,8 @@ static int sub_setup(kc_ctx *C) {
     C->rq = (double *)zalloc(C, (size_t)(C->N + 1) * n1, sizeof(double));
     C->rq_ok = (unsigned char *)zalloc(C, (size_t)C->N + 1, 1);
     C->sy0 = (double *)zalloc(C, (size_t)n1 + 1, sizeof(double));
+    C->sub_y = (double *)zalloc(C, (size_t)k, sizeof(double));
+    C->sqc = (double *)zalloc(C, (size_t)n1 + 1, sizeof(double));
     if (C->oom) return -1;
     int q = 0;
     for (int j = 0; j < n1; j++) {
@@ -386,6 +395,23 @@ static int sub_setup(kc_ctx *C) {
     C->sub_cap = fmax(KC_SUB_CAP_REL * hw, KC_SUB_CAP_MIN * (C->tol + C->band));
     for (int i = 0; i < q; i++)
         for (int e = 0; e < k; e++) C->sqt[(size_t)e * q + i] = C->sq[(size_t)i * k + e];
+    for (int e = 0; e < k; e++) C->sub_y[e] = 0.5 * (C->ylo[e] + C->yhi[e]); /* the box centre */
+    for (int i = 0; i < q; i++) C->sqc[i] = dotw(C->sq + (size_t)i * k, C->sub_y, k);
+    return 0;
+}
+
+/* Hq[l] (widths[l] x nq) for every layer, Hq[0] = W[0] sq^T once: transition() carries it
+ * along with H, and the affine ranks are computed on it (the same singular values as H's
+ * rows, sq having orthonormal rows that span them: nq-long rows instead of k-long). */
+static int hq_setup(kc_ctx *C) {
+    int k = C->k, nq = C->nq;
+    C->Hq = (double **)zalloc(C, C->L, sizeof(double *));
+    if (C->oom) return -1;
+    for (int l = 0; l < C->L; l++) C->Hq[l] = (double *)zalloc(C, (size_t)C->widths[l] * nq, sizeof(double));
+    if (C->oom) return -1;
+    for (int j = 0; j < C->widths[0]; j++)
+        for (int p = 0; p < nq; p++)
+            C->Hq[0][(size_t)j * nq + p] = dotw(C->W[0] + (size_t)j * k, C->sq + (size_t)p * k, k);
     return 0;
 }
 
@@ -411,11 +437,19 @@ static double sub_ball(const kc_ctx *C, int nrows, const double *a, double c0, c
  * comes closer to than that radius are added as rows and the LP solved again (SUB_ROUNDS at
  * most).  Returns the exact radius (sub_ball) at the point written to z, or -inf if the dense LP
  * failed; on success the LP's final working set and multipliers stay in C->Wset / C->lam. */
-static double sub_try(kc_ctx *C, int nrows, const double *a, double c0, const double *y0, double *z) {
+static double sub_try(kc_ctx *C, int nrows, const double *a, double c0, const double *ystart, double *z) {
     int k = C->k, nq = C->nq, n = nq + 1, m = nrows + 1;
-    double *Aq = C->sub_A, *mg = C->sub_m, *sy = C->sy0;
+    double *Aq = C->sub_A, *mg = C->sub_m, *sy = C->sy0, *y0 = C->sub_y;
     C->sub_tries++;
-    for (int p = 0; p < nq; p++) sy[p] = dotw(C->sq + (size_t)p * k, y0, k);
+    for (int p = 0; p < nq; p++) sy[p] = dotw(C->sq + (size_t)p * k, ystart, k);
+    /* the origin y0: ystart's component in span(sq) plus the box centre's across it (the cells
+     * see only the first; the box faces are farthest with the second) */
+    for (int e = 0; e < k; e++) y0[e] = 0.5 * (C->ylo[e] + C->yhi[e]);
+    for (int p = 0; p < nq; p++) {
+        double f = sy[p] - C->sqc[p];
+        const double *u = C->sq + (size_t)p * k;
+        for (int e = 0; e < k; e++) y0[e] += f * u[e];
+    }
     for (int i = 0; i < m; i++) { /* rows in the basis and their margins at y0 */
         double *q = Aq + (size_t)i * nq;
         const double *row = sub_row(C, nrows, i, a);
@@ -504,8 +538,8 @@ static void sub_dual(kc_ctx *C, int nrows, const double *a, double c0, double *U
     double ubf = ub, tl = C->tol;
     for (int e = 0; e < k; e++) {
         double lo = C->ylo[e], hi = C->yhi[e];
-        ub += fmax(-g[e] * (lo + tl), -g[e] * (hi - tl));
-        ubf += fmax(-g[e] * lo, -g[e] * hi);
+        ub += blp_fmax(-g[e] * (lo + tl), -g[e] * (hi - tl));
+        ubf += blp_fmax(-g[e] * lo, -g[e] * hi);
     }
     *UB = ub;
     *UBF = ubf;
@@ -828,17 +862,45 @@ static int gated_rows(kc_ctx *C, int l, double *Mmax) {
     return na;
 }
 
+/* the rank of layer l's output map on the current path; *Mmax as gated_rows().  With Hq the
+ * rows are taken in the basis sq (nq columns), with the same largest |entry| of the k-long rows */
+static int layer_rank(kc_ctx *C, int l, double *Mmax) {
+    if (!C->Hq) {
+        int na = gated_rows(C, l, Mmax);
+        return rank_of(C, C->Mbuf, na, C->k, C->mscale[l]);
+    }
+    int k = C->k, nq = C->nq, n = C->widths[l], o = C->offsets[l];
+    const double *H = C->H[l], *Hq = C->Hq[l];
+    double *M = C->Mbuf, mx = 0.0;
+    int na = 0;
+    for (int i = 0; i < n; i++) {
+        double g = gate(C, o + i), hm = 0.0;
+        if (g == 0.0) continue;
+        for (int e = 0; e < k; e++) {
+            double z = fabs(H[(size_t)i * k + e]);
+            if (z > hm) hm = z;
+        }
+        if (fabs(g) * hm > mx) mx = fabs(g) * hm;
+        for (int p = 0; p < nq; p++) M[(size_t)na * nq + p] = g * Hq[(size_t)i * nq + p];
+        na++;
+    }
+    *Mmax = mx;
+    return rank_of(C, M, na, nq, C->mscale[l]);
+}
+
 /* enter layer l (>= 1) from slot l-1 and the bits of layer l-1 */
 static void transition(kc_ctx *C, int l) {
     int k = C->k, np = C->widths[l - 1], n = C->widths[l], op = C->offsets[l - 1];
     const double *Hp = C->H[l - 1], *hp = C->h0[l - 1], *Wl = C->W[l], *bl = C->b[l];
     double Mmax;
-    int na = gated_rows(C, l - 1, &Mmax);
-    C->rank[l] = rank_of(C, C->Mbuf, na, k, C->mscale[l - 1]);
+    C->rank[l] = layer_rank(C, l - 1, &Mmax);
     double *H = C->H[l], *h0 = C->h0[l];
+    int nq = C->Hq ? C->nq : 0;
+    const double *Hqp = nq ? C->Hq[l - 1] : NULL;
     for (int j = 0; j < n; j++) {
-        double *hr = H + (size_t)j * k;
+        double *hr = H + (size_t)j * k, *hq = nq ? C->Hq[l] + (size_t)j * nq : NULL;
         for (int e = 0; e < k; e++) hr[e] = 0.0;
+        for (int p = 0; p < nq; p++) hq[p] = 0.0;
         double s = 0.0;
         const double *wr = Wl + (size_t)j * np;
         const int *nz = C->nzptr[l] ? C->nzcol[l] + C->nzptr[l][j] : NULL;
@@ -850,6 +912,7 @@ static void transition(kc_ctx *C, int l) {
             double wv = wr[i] * g;
             const double *hpr = Hp + (size_t)i * k;
             for (int e = 0; e < k; e++) hr[e] += wv * hpr[e];
+            for (int p = 0; p < nq; p++) hq[p] += wv * Hqp[(size_t)i * nq + p];
             s += wv * hp[i];
         }
         h0[j] = s + bl[j];
@@ -859,8 +922,7 @@ static void transition(kc_ctx *C, int l) {
 
 static int final_rank(kc_ctx *C) {
     double Mmax;
-    int na = gated_rows(C, C->L - 1, &Mmax);
-    return rank_of(C, C->Mbuf, na, C->k, C->mscale[C->L - 1]);
+    return layer_rank(C, C->L - 1, &Mmax);
 }
 
 /* fix the bits of layer l's hyperplanes (from index start) that miss the cell */
@@ -982,7 +1044,11 @@ void kc_free(kc_ctx *C) {
     free(C->v); free(C->ya); free(C->yi); free(C->yc); free(C->rowbuf); free(C->Mbuf); free(C->jac);
     free(C->ebits); free(C->ey); free(C->er); free(C->erank); free(C->layer_counts);
     free(C->sq); free(C->sqt); free(C->sub_A); free(C->sub_m); free(C->sub_z); free(C->sub_g); free(C->sub_box);
-    free(C->rq); free(C->rq_ok); free(C->sy0);
+    free(C->rq); free(C->rq_ok); free(C->sy0); free(C->sub_y); free(C->sqc);
+    if (C->Hq) {
+        for (int l = 0; l < C->L; l++) free(C->Hq[l]);
+        free(C->Hq);
+    }
     blp_free(C->blp); free(C->blp_A); free(C->blp_c); free(C->blp_id); free(C->v2); free(C->v3);
     free(C);
 }
@@ -1204,6 +1270,7 @@ kc_ctx *kc_new(const kc_config *cfg, int *err) {
     }
     if (C->blp && 2 * widths[0] <= k) {
         if (sub_setup(C) < 0) goto fail;
+        if (C->nq == widths[0] && hq_setup(C) < 0) goto fail;
     }
     /* 4. vertex sets, on box domains of low dimension */
     if (k <= cfg->vrep_max_k && is_box_domain(C) && !C->has_groups) { /* vertex sets cut one row at a time */
