@@ -33,6 +33,16 @@ def shared_dir(tmp_path_factory):
     return d
 
 
+def _shared_net(shared_dir, name, d, widths, seed):
+    """A random MLP written by rank 0 into the shared folder; its path on every rank."""
+    comm = _comm()
+    net = os.path.join(shared_dir, name)
+    if comm.rank == 0:
+        np.savez(net, **random_arrays(d, widths, seed))
+    comm.Barrier()
+    return net
+
+
 def _sorted(packed):
     return sorted(bytes(r) for r in packed)
 
@@ -156,10 +166,7 @@ def test_compressed_result_holds_the_same_rows(shared_dir):
     from mpi_enum.io.results import BIG_DOMAIN
 
     comm = _comm()
-    net = os.path.join(shared_dir, "net100.npz")
-    if comm.rank == 0:
-        np.savez(net, **random_arrays(100, (5, 4), 3))
-    comm.Barrier()
+    net = _shared_net(shared_dir, "net100.npz", 100, (5, 4), 3)
     plain, packed = (os.path.join(shared_dir, f"{n}_{comm.size}.h5") for n in ("plain", "packed"))
     assert main(["run", net, "-o", plain, "--force"]) == 0
     assert main(["run", net, "-o", packed, "--force", "--compress"]) == 0
@@ -199,10 +206,7 @@ def test_points_none_written_collectively(shared_dir):
     from mpi_enum.post.points import recompute_points
 
     comm = _comm()
-    net = os.path.join(shared_dir, "net40.npz")
-    if comm.rank == 0:
-        np.savez(net, **random_arrays(40, (5, 4), 5))
-    comm.Barrier()
+    net = _shared_net(shared_dir, "net40.npz", 40, (5, 4), 5)
     plain, bare = (os.path.join(shared_dir, f"{n}_{comm.size}.h5") for n in ("plain40", "bare40"))
     assert main(["run", net, "-o", plain, "--force"]) == 0
     assert main(["run", net, "-o", bare, "--force", "--points", "none"]) == 0
