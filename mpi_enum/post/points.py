@@ -38,10 +38,11 @@ def chebyshev(H, g, cap=RADIUS_CAP):
     return np.asarray(res.x[:k]), float(res.x[-1])
 
 
-def recompute_from_bits(net, domain, bits):
-    """Points (n, d) and radii (n,) of the regions with patterns ``bits`` (n, N) 0/1."""
+def recompute_from_bits(net, chart, bits):
+    """Points (n, d) and radii (n,) of the regions with patterns ``bits`` (n, N) 0/1, in the
+    domain of ``chart`` (a :class:`mpi_enum.post.geometry.Chart`: built once by the caller, a QR
+    of the domain's d x k map)."""
     bits = np.asarray(bits)
-    chart = Chart(domain)
     n = len(bits)
     X = np.zeros((n, net.input_dim))
     r = np.zeros(n)
@@ -61,14 +62,14 @@ def centre_of(H, g):
     return chebyshev(H, g)[0]
 
 
-def sampled_with_points(ch, net, domain, p, seed):
+def sampled_with_points(ch, net, chart, p, seed):
     """A chunk of rows (``{name: rows}`` of :meth:`mpi_enum.io.reader.Result.chunks`) cut to a
     random share ``p`` of its rows (generator seed ``seed``), with ``interior_point`` recomputed
     from their patterns: what ``verify`` checks row by row in a file without points."""
     pick = np.random.default_rng(seed).random(len(ch["pattern"])) < p
     ch = {key: v[pick] for key, v in ch.items()}
     ch["interior_point"] = recompute_from_bits(
-        net, domain, np.unpackbits(ch["pattern"], axis=1, count=net.n_hidden))[0]
+        net, chart, np.unpackbits(ch["pattern"], axis=1, count=net.n_hidden))[0]
     return ch
 
 
@@ -88,4 +89,4 @@ def recompute_points(result, rows=None):
     if net is None:
         raise InputError(f"{getattr(result, 'path', '?')}: no network in the result: cannot recompute its points")
     bits = result.bits() if rows is None else result.bits(rows)
-    return recompute_from_bits(net, result.domain, np.atleast_2d(bits))
+    return recompute_from_bits(net, Chart(result.domain), np.atleast_2d(bits))

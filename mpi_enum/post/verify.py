@@ -206,7 +206,7 @@ def verify_result(res_path, net_path, samples=100000, seed=0, log=None, comm=Non
     checked, p_sample = 0, (1.0 if stored else min(1.0, RECOMPUTE_ROWS / max(n, 1)))  # rows checked; their share
     for s, ch in res.chunks(chunk=geometry_chunk(N, chart.k), part=share.part):
         tick.rows(len(ch["pattern"]), n)
-        ch = ch if stored else sampled_with_points(ch, net, dom, p_sample, [seed, s])  # --points none
+        ch = ch if stored else sampled_with_points(ch, net, chart, p_sample, [seed, s])  # --points none
         checked += len(ch["pattern"])
         bits = np.unpackbits(ch["pattern"], axis=1, count=N)
         X = ch["interior_point"].astype(np.float64)
@@ -434,7 +434,7 @@ def _volume_check(res, net, chart, thin_hits=0, samples=0):
         U = chart.to_u(ch["interior_point"].astype(np.float64)) if "interior_point" in ch else None
         for i in range(e - s):
             H, g = region_halfspaces(A, c, bits, chart, i)
-            centre = U[i] if U is not None else centre_of(H, g)  # --points none: a Chebyshev centre
+            centre = U[i] if U is not None else centre_of(H, g) if k >= 3 else None  # k <= 2: unused
             try:
                 vol = polytope_volume_u(H, g, centre, k, box)
             except Exception:
