@@ -214,7 +214,8 @@ def test_points_none_written_collectively(shared_dir):
     assert res.interior_points is None
     saved = res.save(os.path.join(shared_dir, f"saved40_{comm.size}.h5"), force=True)
     comm.Barrier()
-    if comm.rank == 0:
+
+    def check():  # on rank 0; its verdict goes to every rank, so a failure ends all of them
         a = dict(np.load(net))
         with h5py.File(plain, "r") as fp, h5py.File(bare, "r") as fb, h5py.File(saved, "r") as fs:
             n = int(fp.attrs["n_regions"])
@@ -235,4 +236,12 @@ def test_points_none_written_collectively(shared_dir):
         with h5py.File(bare, "r") as f:
             stored = np.unpackbits(f["regions/pattern"][()], axis=1, count=9)
         np.testing.assert_array_equal(np.concatenate(bits, axis=1).astype(np.uint8), stored)
-    comm.Barrier()
+
+    err = None
+    if comm.rank == 0:
+        try:
+            check()
+        except Exception as exc:
+            err = f"{type(exc).__name__}: {exc}"
+    err = comm.bcast(err, root=0)
+    assert err is None, err
