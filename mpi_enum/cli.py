@@ -20,7 +20,7 @@ import sys
 import time
 import traceback
 
-from .console import say
+from .console import abort_job, say
 from .errors import EXIT_BAD_INPUT, EXIT_IO, EXIT_OK, EXIT_STOPPED, InputError, OutputError
 from .phases import Phases
 
@@ -327,7 +327,7 @@ def _run_guarded(args, argv):
             traceback.print_exc()
             sys.stderr.flush()
         if comm.size > 1:
-            comm.Abort(code)
+            abort_job(comm, code)
         return code
 
 
@@ -434,7 +434,7 @@ def _run_plan(comm, plan, args, argv, t0, stopper, phases):
             f"the job stops here{args._ck_note}", sys.stderr)
         if comm.size > 1:
             plan.release()  # rank 0: its lock files (the locks themselves die with the process)
-            comm.Abort(EXIT_IO)
+            abort_job(comm, EXIT_IO)
         return EXIT_IO, False
     res = run.res
     complete = bool(res["complete"])

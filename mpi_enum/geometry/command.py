@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import traceback
 
-from ..console import say
+from ..console import abort_job, say
 from ..errors import EXIT_BAD_INPUT, EXIT_IO, EXIT_OK, InputError, OutputError
 from .graph import build_graph
 
@@ -41,9 +41,8 @@ def main(args, comm):
     except BaseException:
         say(f"mpi-enum: rank {comm.rank}: unexpected error, aborting the job:", sys.stderr)
         traceback.print_exc()
-        sys.stderr.flush()
         if comm.size > 1:
-            comm.Abort(1)
+            abort_job(comm, 1)
         return 1
     if comm.rank == 0:
         print(_summary(s, comm.size))

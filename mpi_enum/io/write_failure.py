@@ -49,14 +49,14 @@ def fail(comm, f, tmp, path, exc, note=""):
         import sys
         import traceback
 
-        from ..console import say
+        from ..console import abort_job, say
 
         if agreed and comm.rank != 0:
             time.sleep(10)  # rank 0 reports it and aborts the job (this rank with it)
         elif not io_like:
             traceback.print_exc()
         say(f"mpi-enum: rank {comm.rank}: error: {msg}; aborting the job", sys.stderr)
-        comm.Abort(EXIT_IO if io_like else 1)
+        abort_job(comm, EXIT_IO if io_like else 1)
     if f is not None:
         try:
             f.close()

@@ -13,7 +13,7 @@ import traceback
 
 import numpy as np
 
-from ..console import say
+from ..console import abort_job, say
 from ..errors import EXIT_BAD_INPUT, EXIT_OK, InputError
 
 
@@ -114,6 +114,5 @@ def run_on_every_rank(fn, comm):
             raise
         say(f"mpi-enum: rank {comm.Get_rank()}: unexpected error, aborting the job:", sys.stderr)
         traceback.print_exc()
-        sys.stderr.flush()
-        comm.Abort(1)
+        abort_job(comm, 1)
         return 1
