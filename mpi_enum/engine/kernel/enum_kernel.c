@@ -67,7 +67,8 @@ struct kc_ctx {
     double *rq;             /* (N + 1) x nq: the path rows in that basis (valid where rq_ok) */
     unsigned char *rq_ok;
     double *sub_A, *sub_m, *sub_z, *sub_g, *sy0;
-    double *sub_y, *sqc;    /* k: the subspace LP's origin; nq: sq times the box centre */
+    double *sub_y, *sqc;    /* k: the box centre; nq: sq times the box centre */
+    double *sub_f;          /* nq: the subspace LP's point in the basis sq, relative to the centre */
     int *sub_box;           /* the box faces taken in as rows (2 e + 1: upper face of y_e) */
     int nW;                 /* the dense LP's final working set size (Wset, lam) */
     double sub_cap;         /* the radius the subspace LP stops at */
@@ -380,6 +381,7 @@ static int sub_setup(kc_ctx *C) {
     C->sy0 = (double *)zalloc(C, (size_t)n1 + 1, sizeof(double));
     C->sub_y = (double *)zalloc(C, (size_t)k, sizeof(double));
     C->sqc = (double *)zalloc(C, (size_t)n1 + 1, sizeof(double));
+    C->sub_f = (double *)zalloc(C, (size_t)n1 + 1, sizeof(double));
     if (C->oom) return -1;
     int q = 0;
     for (int j = 0; j < n1; j++) {
@@ -447,17 +449,14 @@ static double sub_ball(const kc_ctx *C, int nrows, const double *a, double c0, c
  * failed; on success the LP's final working set and multipliers stay in C->Wset / C->lam. */
 static double sub_try(kc_ctx *C, int nrows, const double *a, double c0, const double *ystart, double *z) {
     int k = C->k, nq = C->nq, n = nq + 1, m = nrows + 1;
-    double *Aq = C->sub_A, *mg = C->sub_m, *sy = C->sy0, *y0 = C->sub_y;
+    double *Aq = C->sub_A, *mg = C->sub_m, *sy = C->sy0, *cen = C->sub_y, *f = C->sub_f;
     C->sub_tries++;
     for (int p = 0; p < nq; p++) sy[p] = dotw(C->sq + (size_t)p * k, ystart, k);
-    /* the origin y0: ystart's component in span(sq) plus the box centre's across it (the cells
-     * see only the first; the box faces are farthest with the second) */
-    for (int e = 0; e < k; e++) y0[e] = 0.5 * (C->ylo[e] + C->yhi[e]);
-    for (int p = 0; p < nq; p++) {
-        double f = sy[p] - C->sqc[p];
-        const double *u = C->sq + (size_t)p * k;
-        for (int e = 0; e < k; e++) y0[e] += f * u[e];
-    }
+    /* the origin y0 = cen + sq^T f0: ystart's component in span(sq) plus the box centre's
+     * across it (the cells see only the first; the box faces are farthest with the second).
+     * Never formed: a box face row needs one coordinate of it, the point z = y0 + sq^T beta
+     * is cen + sq^T (f0 + beta) */
+    for (int p = 0; p < nq; p++) f[p] = sy[p] - C->sqc[p];
     for (int i = 0; i < m; i++) { /* rows in the basis and their margins at y0 */
         double *q = Aq + (size_t)i * nq;
         const double *row = sub_row(C, nrows, i, a);
@@ -484,7 +483,8 @@ static double sub_try(kc_ctx *C, int nrows, const double *a, double c0, const do
             const double *col = C->sqt + (size_t)e * nq;
             for (int p = 0; p < nq; p++) L[(size_t)r * n + p] = up ? col[p] : -col[p];
             L[(size_t)r * n + nq] = 1.0;
-            b[r] = up ? C->yhi[e] - y0[e] : y0[e] - C->ylo[e];
+            double y0e = cen[e] + dot(f, col, nq);
+            b[r] = up ? C->yhi[e] - y0e : y0e - C->ylo[e];
         }
         for (int p = 0; p < nq; p++) L[(size_t)r * n + p] = 0.0; /* the cap row, last */
         L[(size_t)r * n + nq] = 1.0;
@@ -494,31 +494,31 @@ static double sub_try(kc_ctx *C, int nrows, const double *a, double c0, const do
         C->sub_rounds++;
         if (lp_active(C, r, n, &LB, &UB) != 0) return -INFINITY; /* C->x: beta, s */
         double sv = C->x[nq];
-        memcpy(z, y0, sizeof(double) * k);
+        memcpy(z, cen, sizeof(double) * k);
         for (int p = 0; p < nq; p++) {
-            double bp = C->x[p];
+            double bp = f[p] + C->x[p];
             const double *u = C->sq + (size_t)p * k;
             for (int e = 0; e < k; e++) z[e] += bp * u[e];
         }
-        /* the box faces nearer to z than sv, nearest first (SUB_BOX_STEP a round) */
-        int added = 0;
-        while (nb < KC_SUB_BOX_MAX && added < KC_SUB_BOX_STEP) {
-            int best = -1;
-            double worst = sv;
-            for (int e = 0; e < k; e++) {
-                double d1 = z[e] - C->ylo[e], d2 = C->yhi[e] - z[e];
-                double d = d1 < d2 ? d1 : d2;
-                if (!(d < worst)) continue;
-                int code = d1 < d2 ? 2 * e : 2 * e + 1, dup = 0;
-                for (int t = 0; t < nb; t++)
-                    if (C->sub_box[t] == code) { dup = 1; break; }
-                if (!dup) { worst = d; best = code; }
-            }
-            if (best < 0) break;
-            C->sub_box[nb++] = best;
-            added++;
+        /* the box faces nearer to z than sv and not yet rows, nearest first (ties: lower
+         * coordinate), at most SUB_BOX_STEP a round: one pass keeping the nearest in order */
+        int want = KC_SUB_BOX_MAX - nb < KC_SUB_BOX_STEP ? KC_SUB_BOX_MAX - nb : KC_SUB_BOX_STEP, nc = 0;
+        int code[KC_SUB_BOX_STEP];
+        double dist[KC_SUB_BOX_STEP];
+        for (int e = 0; e < k && want > 0; e++) {
+            double d1 = z[e] - C->ylo[e], d2 = C->yhi[e] - z[e];
+            double d = d1 < d2 ? d1 : d2;
+            if (!(d < (nc == want ? dist[nc - 1] : sv))) continue;
+            int c = d1 < d2 ? 2 * e : 2 * e + 1, dup = 0;
+            for (int t = 0; t < nb; t++)
+                if (C->sub_box[t] == c) { dup = 1; break; }
+            if (dup) continue;
+            int at = nc < want ? nc++ : want - 1; /* insert, dropping the farthest when full */
+            while (at > 0 && d < dist[at - 1]) { dist[at] = dist[at - 1]; code[at] = code[at - 1]; at--; }
+            dist[at] = d; code[at] = c;
         }
-        if (!added) break;
+        for (int t = 0; t < nc; t++) C->sub_box[nb++] = code[t];
+        if (!nc) break;
     }
     return sub_ball(C, nrows, a, c0, z);
 }
@@ -1056,7 +1056,7 @@ void kc_free(kc_ctx *C) {
     free(C->v); free(C->ya); free(C->yi); free(C->yc); free(C->rowbuf); free(C->Mbuf); free(C->jac);
     free(C->ebits); free(C->ey); free(C->er); free(C->erank); free(C->layer_counts);
     free(C->sq); free(C->sqt); free(C->sub_A); free(C->sub_m); free(C->sub_z); free(C->sub_g); free(C->sub_box);
-    free(C->rq); free(C->rq_ok); free(C->sy0); free(C->sub_y); free(C->sqc);
+    free(C->rq); free(C->rq_ok); free(C->sy0); free(C->sub_y); free(C->sqc); free(C->sub_f);
     if (C->Hq) {
         for (int l = 0; l < C->L; l++) free(C->Hq[l]);
         free(C->Hq);
