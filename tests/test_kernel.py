@@ -550,6 +550,29 @@ def test_high_dimension_degenerate(which):
     check_same(Problem(net, cube(34)))  # the box LP
 
 
+@pytest.mark.parametrize("d,which", [(64, "duplicates"), (64, "zero_rows"), (64, "fan"),
+                                     (784, "duplicates"), (784, "zero_rows")])  # fan at 784: 50 s
+def test_high_dimension_degenerate_box(d, which):
+    """The box LP and the subspace LP (2 n1 <= k) on degenerate rows at the reference paper's
+    input sizes: the unit cube and a box with one fixed coordinate (the domain drops it)."""
+    net = dict(_degenerate_nets(np.random.default_rng(730 + d), d=d, fan=6))[which]
+    ref, st = check_same(Problem(net, cube(d)))
+    assert len(ref) > 4 and st.lp_fallbacks < st.lps
+    lo, hi = -np.ones(d), np.ones(d)
+    lo[5] = hi[5] = 0.25  # a fixed coordinate
+    check_same(Problem(net, box_domain(lo, hi)))
+
+
+@pytest.mark.parametrize("d,widths", [(64, [5, 4]), (784, [4, 3])])
+def test_high_dimension_vs_yardstick(d, widths):
+    """The shared yardstick (its own LPs, none of our code) finds the same pattern set."""
+    nv = naive()
+    net = rand_net(np.random.default_rng(880 + d), d, widths)
+    ref, _ = check_same(Problem(net, cube(d), 1e-9))
+    pats, _ = nv.enumerate_regions(net.weights, net.biases, -np.ones(d), np.ones(d), tol=1e-9)
+    assert len(ref) > 4 and {bytes(p) for p in pats} == set(ref)
+
+
 class Recording(Engine):
     """Records every LP the kernel sends to HiGHS (ids, rows) before solving it."""
 
